@@ -1,0 +1,265 @@
+"""App factory: routes plus one cleanup context per resource (Redis, HTTP client, bridge, upkeep)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+import structlog
+from aiohttp import web
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import RedisError
+from slack_sdk.signature import SignatureVerifier
+
+from .delivery import DeliveryContext, Deliverer, Lane, ReplyLane, SlackLane
+from .embedded import EmbeddedValkey
+from .handover import Handover
+from .metrics import Metrics
+from .reload import ConfigHolder
+from .replies import ReplySender
+from .runtime import BRIDGE, Bridge
+from .settings import AppConfig
+from .slack_api import SlackApi, SlackFailure
+from .slack_events import SlackEvents
+from .store import REPLY, SLACK, AnyRedis, Store, close_quietly
+from .web import add_routes
+
+log = structlog.get_logger("bridge.app")
+
+REDIS = web.AppKey("redis", object)
+HTTP = web.AppKey("http", aiohttp.ClientSession)
+METRICS = web.AppKey("metrics", Metrics)
+CONNECT_ATTEMPTS = 20
+
+
+def redis_client(url: str, cluster: bool) -> AnyRedis:
+    """A client that fails fast (bounded retries, short timeouts): a webhook answers 503 rather than hang."""
+    options = {
+        "socket_timeout": 5.0,
+        "socket_connect_timeout": 2.0,
+        "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+        "health_check_interval": 15,
+    }
+    if cluster:
+        return RedisCluster.from_url(url, **options)
+    return Redis.from_url(url, max_connections=256, **options)
+
+
+async def connect(url: str, cluster: bool) -> AnyRedis:
+    """Bounded connect-retry, confirmed with PING."""
+    last: Exception | None = None
+    for attempt in range(CONNECT_ATTEMPTS):
+        client = redis_client(url, cluster)
+        try:
+            await client.ping()
+            return client
+        except (RedisError, OSError) as e:
+            last = e
+            await close_quietly(client)
+            log.warning("redis_connect_retry", attempt=attempt + 1, error=type(e).__name__)
+            await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
+    raise RuntimeError(f"cannot reach Redis: {type(last).__name__}: {last}")
+
+
+def create_app(app_config: AppConfig, *, handle_signals: bool = False) -> web.Application:
+    app = web.Application()
+    app[METRICS] = Metrics()
+    app.cleanup_ctx.append(_redis_ctx(app_config))
+    app.cleanup_ctx.append(_http_ctx)
+    app.cleanup_ctx.append(_bridge_ctx(app_config))
+    app.cleanup_ctx.append(_upkeep_ctx(handle_signals))
+    add_routes(app)
+    return app
+
+
+def _redis_ctx(app_config: AppConfig):
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        embedded: EmbeddedValkey | None = None
+        url = app_config.settings.redis_url
+        if not url:
+            data_dir = app_config.settings.bridge_data_dir
+            embedded = EmbeddedValkey(data_dir)
+            url = await embedded.start()
+            (data_dir / "redis-url").write_text(url)  # lets `bridge outbox ...` find this server
+            log.info("embedded_valkey_started", data_dir=str(data_dir.resolve()), url=url,
+                     note="no REDIS_URL set: using an embedded valkey-server with append-only persistence")
+        client = await connect(url, app_config.redis_cluster)
+        app[REDIS] = client
+        app[BRIDGE_URL] = url
+        try:
+            yield
+        finally:
+            await close_quietly(client)
+            if embedded is not None:
+                await embedded.stop()
+                log.info("embedded_valkey_stopped")
+
+    return ctx
+
+
+BRIDGE_URL = web.AppKey("redis_url", str)
+
+
+async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
+    session = aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=30), connector=aiohttp.TCPConnector(limit=200)
+    )
+    app[HTTP] = session
+    yield
+    await session.close()
+
+
+def _bridge_ctx(app_config: AppConfig):
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        settings = app_config.settings
+        holder = ConfigHolder(app_config.config_path, app_config.file)
+        metrics = app[METRICS]
+        store = Store(app[REDIS], partitions=app_config.file.redis.partitions)  # type: ignore[arg-type]
+        await store.check_partitions()
+        token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else ""
+        slack = SlackApi.create(token, settings.slack_api_url, app[HTTP], metrics)
+        delivery_settings = lambda: holder.current.delivery  # noqa: E731
+        ctx = DeliveryContext(store, metrics, delivery_settings, app_config.replies_enabled)
+        lanes: list[Lane] = [SlackLane(ctx, slack)]
+        if app_config.replies_enabled and settings.bridge_reply_secret:
+            sender = ReplySender(
+                app[HTTP], settings.bridge_reply_url or "", settings.bridge_reply_secret.get_secret_value(),
+                timeout_s=app_config.file.replies.timeout_s,
+            )
+            lanes.append(ReplyLane(ctx, sender, slack))
+        deliverer = Deliverer(store, lanes, delivery_settings, metrics)
+        verifier = None
+        if settings.slack_signing_secret and settings.slack_signing_secret.get_secret_value():
+            verifier = SignatureVerifier(settings.slack_signing_secret.get_secret_value())
+        else:
+            log.warning("slack_signing_secret_missing", effect="/slack/events and /slack/interactions answer 401")
+        bridge = Bridge(
+            app_config=app_config,
+            holder=holder,
+            metrics=metrics,
+            store=store,
+            slack=slack,
+            handover=Handover(store, lambda: holder.current, lambda: _default_channel(app_config, holder)),
+            deliverer=deliverer,
+            slack_events=None,  # type: ignore[arg-type]
+            signature_verifier=verifier,
+            redis_url=app[BRIDGE_URL],
+        )
+        bridge.slack_events = SlackEvents(
+            store=store,
+            identity=lambda: bridge.identity,
+            config=lambda: holder.current,
+            metrics=metrics,
+            wake=deliverer.wake,
+            replies_enabled=app_config.replies_enabled,
+        )
+        app[BRIDGE] = bridge
+        identity_task = asyncio.create_task(_fetch_identity(bridge))
+        deliverer.start()
+        log.info("bridge_started", partitions=store.partitions, worker=deliverer.worker,
+                 replies=app_config.replies_enabled, lanes=[lane.name for lane in lanes])
+        try:
+            yield
+        finally:
+            identity_task.cancel()
+            grace = holder.current.delivery.shutdown_grace_s
+            await deliverer.stop(grace)
+            log.info("bridge_stopped")
+
+    return ctx
+
+
+def _default_channel(app_config: AppConfig, holder: ConfigHolder) -> str:
+    return app_config.settings.slack_channel or holder.current.slack.default_channel or ""
+
+
+async def _fetch_identity(bridge: Bridge) -> None:
+    """auth.test once at start (retried until Slack answers): who "we" are, to ignore our own messages."""
+    delay = 1.0
+    while bridge.identity is None:
+        try:
+            bridge.identity = await bridge.slack.identity()
+            log.info("slack_identity", user_id=bridge.identity.user_id, bot_id=bridge.identity.bot_id)
+        except SlackFailure as e:
+            log.warning("slack_identity_failed", reason=e.reason, retry_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 60.0)
+
+
+def _upkeep_ctx(handle_signals: bool):
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        bridge = app[BRIDGE]
+        tasks = [
+            asyncio.create_task(_resolve_idle_forever(bridge)),
+            asyncio.create_task(bridge.holder.watch()),
+        ]
+        loop = asyncio.get_running_loop()
+        if handle_signals:
+            loop.add_signal_handler(signal.SIGHUP, bridge.holder.reload)
+        try:
+            yield
+        finally:
+            if handle_signals:
+                loop.remove_signal_handler(signal.SIGHUP)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    return ctx
+
+
+async def _resolve_idle_forever(bridge: Bridge) -> None:
+    """Auto-resolve handovers with no activity for handover.idle_timeout (any replica may do it:
+    the resolve script re-checks the last activity atomically)."""
+    while True:
+        idle_s = bridge.config().handover.idle_timeout_s
+        try:
+            await resolve_idle(bridge, idle_s)
+        except RedisError as e:
+            bridge.metrics.redis_errors.labels("idle_sweep").inc()
+            log.warning("idle_sweep_failed", error=type(e).__name__)
+        await asyncio.sleep(min(max(idle_s / 5, 0.2), 15.0))
+
+
+async def resolve_idle(bridge: Bridge, idle_s: float) -> int:
+    now_ms = int(time.time() * 1000)
+    before = now_ms - int(idle_s * 1000)
+    resolved = 0
+    for partition in range(bridge.store.partitions):
+        for cid in await bridge.store.idle_handovers(partition, before):
+            status = await bridge.store.resolve_handover(
+                cid, thread_ts="", agent_id="", agent_name="", now_ms=now_ms,
+                replies=bridge.app_config.replies_enabled, reason="idle", idle_before_ms=before,
+            )
+            if status > 0:
+                resolved += 1
+                log.info("handover_resolved_idle", cid=cid, idle_s=idle_s)
+                bridge.deliverer.wake(SLACK, partition)
+                bridge.deliverer.wake(REPLY, partition)
+    return resolved
+
+
+def serve(app_config: AppConfig) -> None:
+    """Run until SIGTERM/SIGINT: stop accepting, finish or hand back deliveries, exit."""
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    settings = app_config.settings
+    log.info("listening", host=settings.bridge_host, port=settings.bridge_port)
+    web.run_app(
+        create_app(app_config, handle_signals=True),
+        host=settings.bridge_host,
+        port=settings.bridge_port,
+        access_log=None,
+        print=None,
+        backlog=1024,
+        shutdown_timeout=app_config.file.delivery.shutdown_grace_s,
+    )

@@ -1,0 +1,130 @@
+"""`bridge` command line: serve, check-config, outbox list-dead / replay."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+
+from .config import ConfigError, check_config_main
+from .logs import configure_logging
+from .settings import AppConfig, SettingsError, load_app_config
+from .store import Store, close_quietly
+
+URL_FILE = "redis-url"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bridge", description="Smartly.ai → Slack handover bridge")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the bridge")
+    serve.add_argument("--config", help="config file (default: $BRIDGE_CONFIG, else ./config.yaml)")
+
+    check = commands.add_parser("check-config", help="validate a config file and summarise it")
+    check.add_argument("path", nargs="?", help="config file (default: $BRIDGE_CONFIG, else ./config.yaml)")
+
+    outbox = commands.add_parser("outbox", help="inspect and replay undeliverable entries")
+    outbox.add_argument("--config", help="config file")
+    actions = outbox.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list-dead", help="list dead letters (entries that hit a permanent error)")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    listing.add_argument("--limit", type=int, default=1000)
+    replay = actions.add_parser("replay", help="put dead letters back into their outbox, in order")
+    replay.add_argument("ids", nargs="*", help="dead-letter ids to replay (see list-dead)")
+    replay.add_argument("--all", action="store_true", help="replay every dead letter")
+    replay.add_argument("--reason", help="only dead letters with this reason")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "check-config":
+        return check_config_main(args.path)
+    try:
+        app_config = load_app_config(args.config, require=args.command == "serve")
+    except (SettingsError, ConfigError) as e:
+        print(f"bridge: {e}", file=sys.stderr)
+        return 2
+    configure_logging(app_config.settings.bridge_log_level, app_config.secrets())
+    if args.command == "serve":
+        from .app import serve
+
+        try:
+            serve(app_config)
+        except Exception as e:  # a start-up failure is one clear line, not a traceback
+            print(f"bridge: cannot start: {type(e).__name__}: {e}", file=sys.stderr)
+            return 1
+        return 0
+    return asyncio.run(_outbox(app_config, args))
+
+
+@contextlib.asynccontextmanager
+async def _store(app_config: AppConfig) -> AsyncIterator[Store]:
+    """The bridge's Redis: REDIS_URL, else the embedded server a running bridge wrote down, else a
+    temporary embedded server on the same data dir."""
+    from .app import connect
+    from .embedded import EmbeddedValkey
+
+    embedded = None
+    url = app_config.settings.redis_url
+    if not url:
+        url_file = Path(app_config.settings.bridge_data_dir) / URL_FILE
+        url = url_file.read_text().strip() if url_file.exists() else ""
+        if url:
+            try:
+                client = await asyncio.wait_for(connect(url, False), 3)
+            except (TimeoutError, RuntimeError):
+                url = ""
+            else:
+                await close_quietly(client)
+        if not url:
+            embedded = EmbeddedValkey(Path(app_config.settings.bridge_data_dir))
+            url = await embedded.start()
+    client = await connect(url, app_config.redis_cluster)
+    try:
+        yield Store(client, partitions=app_config.file.redis.partitions)
+    finally:
+        await close_quietly(client)
+        if embedded is not None:
+            await embedded.stop()
+
+
+async def _outbox(app_config: AppConfig, args: argparse.Namespace) -> int:
+    async with _store(app_config) as store:
+        letters = await store.dead_letters(limit=getattr(args, "limit", 100_000))
+        if args.action == "list-dead":
+            for letter in letters:
+                at = datetime.fromtimestamp(letter.at_ms / 1000, UTC).isoformat(timespec="seconds")
+                if args.json:
+                    print(orjson.dumps({
+                        "id": letter.id, "partition": letter.partition, "lane": letter.lane,
+                        "conversation": letter.cid, "kind": letter.kind, "reason": letter.reason, "at": at,
+                    }).decode())
+                else:
+                    print(f"{letter.id}  {at}  {letter.lane:5}  {letter.kind:13}  {letter.reason:20}  {letter.cid}")
+            if not args.json:
+                print(f"{len(letters)} dead letter(s)", file=sys.stderr)
+            return 0
+        if not args.all and not args.ids:
+            print("bridge: name dead-letter ids to replay, or --all", file=sys.stderr)
+            return 2
+        chosen = [
+            d for d in letters
+            if (args.all or d.id in args.ids) and (not args.reason or d.reason == args.reason)
+        ]
+        unknown = set(args.ids) - {d.id for d in letters}
+        for missing in sorted(unknown):
+            print(f"bridge: no dead letter {missing}", file=sys.stderr)
+        replayed = 0
+        for letter in chosen:
+            replayed += await store.replay(letter, int(time.time() * 1000))
+        print(f"replayed {replayed} dead letter(s)")
+        return 1 if unknown else 0

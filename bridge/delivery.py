@@ -1,0 +1,434 @@
+"""Background delivery: outbox entries to Slack (slack lane) and to the owner's reply endpoint (reply lane).
+
+The unit of work is a conversation: a worker leases it, delivers its pending entries oldest first, and
+hands it back. One lease at a time per conversation keeps every thread in order across workers and
+replicas; a dead worker's lease expires and the conversation becomes due again by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import structlog
+from redis.exceptions import RedisError
+
+from . import slack_format
+from .config import DeliverySection
+from .metrics import Metrics
+from .replies import ReplyError, ReplySender
+from .slack_api import SlackApi, SlackFailure
+from .store import REPLY, SLACK, OutboxEntry, Store
+
+log = structlog.get_logger("bridge.delivery")
+
+THREAD_KINDS = frozenset({"hist", "line", "note"})
+# Waits shorter than this are slept through with the lease held (keeps coalescing tight); longer ones
+# hand the conversation back so the worker slot serves other conversations meanwhile.
+MAX_HELD_WAIT_MS = 1500
+FETCH_LIMIT = 200
+# How far back to look in Slack for a post that may have landed just before a crash.
+INFLIGHT_LOOKBACK_S = 30.0
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def _stream_id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms or 0), int(seq or 0)
+
+
+def iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class Retry(Exception):
+    """Stop delivering this conversation for now; due again at `due_ms`."""
+
+    due_ms: int
+
+
+class Lane:
+    """Delivers one conversation's entries for one destination."""
+
+    name: str
+
+    async def deliver(self, cid: str, worker: str) -> int | None:
+        """Deliver what is pending; None when the outbox is empty, else when to come back (ms)."""
+        raise NotImplementedError
+
+
+@dataclass
+class DeliveryContext:
+    store: Store
+    metrics: Metrics
+    settings: Callable[[], DeliverySection]
+    replies_enabled: bool
+
+    def backoff_ms(self, attempts: int) -> int:
+        s = self.settings()
+        ceiling = min(s.backoff_max_s, s.backoff_base_s * (2 ** max(attempts - 1, 0)))
+        return int(random.uniform(ceiling / 2, ceiling) * 1000)
+
+    async def retry_later(self, lane: str, cid: str, reason: str) -> Retry:
+        attempts = await self.store.bump_attempts(lane, cid)
+        delay = self.backoff_ms(attempts)
+        log.warning("delivery_retry", lane=lane, cid=cid, reason=reason, attempt=attempts, retry_in_ms=delay)
+        return Retry(now_ms() + delay)
+
+    async def bury(self, lane: str, cid: str, entries: list[OutboxEntry], reason: str) -> None:
+        moved = await self.store.bury(lane, cid, [e.id for e in entries], reason, now_ms())
+        self.metrics.dead_letters.labels(lane, reason).inc(moved)
+        log.error("dead_letter", lane=lane, cid=cid, reason=reason, entries=moved, kinds=[e.kind for e in entries])
+
+
+class SlackLane(Lane):
+    """Root messages, history and live lines, notes and root updates, posted in stream order."""
+
+    name = SLACK
+
+    def __init__(self, ctx: DeliveryContext, slack: SlackApi) -> None:
+        self.ctx = ctx
+        self.slack = slack
+
+    async def deliver(self, cid: str, worker: str) -> int | None:
+        store = self.ctx.store
+        while True:
+            conv, entries = await store.fetch(SLACK, cid, FETCH_LIMIT)
+            if not entries:
+                return None
+            head = entries[0]
+            if head.kind == "root":
+                channel, thread_ts = str(head.data.get("channel", "")), None
+            else:
+                thread = await store.thread_of(cid, head.hid)
+                if thread is None:
+                    # The root of this handover was never posted (dead-lettered): nowhere to post.
+                    await self.ctx.bury(SLACK, cid, [head], "no_thread")
+                    continue
+                channel, thread_ts = thread
+            try:
+                if await self._settle_inflight(cid, worker, conv, entries, channel, thread_ts):
+                    continue
+                if head.kind == "root":
+                    await self._post_root(cid, worker, head, channel)
+                elif head.kind == "update" and thread_ts:
+                    await self._update_root(cid, worker, head, channel, thread_ts)
+                elif head.kind in THREAD_KINDS and thread_ts:
+                    await self._post_lines(cid, worker, entries, channel, thread_ts)
+                else:
+                    await self.ctx.bury(SLACK, cid, [head], f"unknown_kind:{head.kind}")
+            except SlackFailure as e:
+                await self._failed(cid, head, channel, e)
+
+    async def _failed(self, cid: str, head: OutboxEntry, channel: str, e: SlackFailure) -> None:
+        if e.retry_after_s is not None:
+            until = now_ms() + int(e.retry_after_s * 1000)
+            await self.ctx.store.pause_channel(channel, until, now_ms())
+            log.warning("slack_ratelimited", cid=cid, channel=channel, retry_after_s=e.retry_after_s)
+            raise Retry(until)
+        if e.permanent:
+            await self.ctx.bury(SLACK, cid, [head], e.reason)
+            return
+        raise await self.ctx.retry_later(SLACK, cid, e.reason)
+
+    async def _wait_for_token(self, channel: str) -> bool:
+        """Take a posting token for `channel`; False when a short wait was slept through (re-read
+        the outbox then: more lines may have arrived to coalesce into the next post)."""
+        s = self.ctx.settings()
+        wait = await self.ctx.store.take_token(channel, now_ms(), s.posts_per_second, s.burst)
+        if wait <= 0:
+            return True
+        if wait > MAX_HELD_WAIT_MS:
+            raise Retry(now_ms() + wait)
+        await asyncio.sleep(wait / 1000)
+        return False
+
+    async def _post_root(self, cid: str, worker: str, head: OutboxEntry, channel: str) -> None:
+        if not await self._wait_for_token(channel):
+            return
+        text, blocks = slack_format.root_message(head.data)
+        await self.ctx.store.mark_inflight(SLACK, cid, f"{head.id} {head.id} {now_ms()}")
+        ts = await self.slack.post(channel, text, blocks=blocks, marker=self._marker(cid, head.id, head.id))
+        await self._root_posted(cid, worker, head, channel, ts)
+
+    async def _root_posted(self, cid: str, worker: str, head: OutboxEntry, channel: str, ts: str) -> None:
+        store = self.ctx.store
+        await store.map_thread(channel, ts, cid)
+        await store.commit(
+            SLACK, cid, worker, [head.id], lease_ms=self._lease_ms(), now_ms=now_ms(),
+            root=(head.hid, channel, ts), replies=self.ctx.replies_enabled,
+        )
+        self._observe([head])
+        log.info("handover_thread_opened", cid=cid, channel=channel, thread_ts=ts, hid=head.hid)
+
+    async def _update_root(self, cid: str, worker: str, head: OutboxEntry, channel: str, ts: str) -> None:
+        text, blocks = slack_format.root_message(head.data)
+        await self.slack.update(channel, ts, text, blocks)
+        await self.ctx.store.commit(SLACK, cid, worker, [head.id], lease_ms=self._lease_ms(), now_ms=now_ms())
+
+    async def _post_lines(
+        self, cid: str, worker: str, entries: list[OutboxEntry], channel: str, thread_ts: str
+    ) -> None:
+        if not await self._wait_for_token(channel):
+            return
+        head = entries[0]
+        run = []
+        for entry in entries:
+            if entry.kind not in THREAD_KINDS or entry.hid != head.hid:
+                break
+            run.append(entry)
+        chunk = slack_format.pack([(e.id, self._text(e)) for e in run], self.ctx.settings().max_message_chars)[0]
+        first, last = chunk.ids[0], chunk.ids[-1]
+        await self.ctx.store.mark_inflight(SLACK, cid, f"{first} {last} {now_ms()}")
+        await self.slack.post(channel, chunk.text, thread_ts=thread_ts, marker=self._marker(cid, first, last))
+        await self.ctx.store.commit(SLACK, cid, worker, chunk.ids, lease_ms=self._lease_ms(), now_ms=now_ms())
+        self._observe(run[: len(chunk.ids)])
+
+    @staticmethod
+    def _marker(cid: str, first: str, last: str) -> dict[str, str]:
+        return {"first": first, "last": last, "conversation": cid}
+
+    @staticmethod
+    def _text(entry: OutboxEntry) -> str:
+        if entry.kind == "note":
+            return slack_format.note_text(entry.data)
+        return slack_format.history_lines(entry.data, after_claim=entry.after_claim)
+
+    async def _settle_inflight(
+        self,
+        cid: str,
+        worker: str,
+        conv: dict[str, str],
+        entries: list[OutboxEntry],
+        channel: str,
+        thread_ts: str | None,
+    ) -> bool:
+        """A post was started but never committed (crash, lost answer): did Slack get it? Then commit
+        it instead of posting it twice. True when the head entry was settled here."""
+        marker = conv.get("inflight:slack", "")
+        head = entries[0]
+        if not marker or head.kind == "update":
+            return False
+        first, last, started = (marker.split(" ") + ["", "", "0"])[:3]
+        if head.id != first:
+            return False
+        oldest = int(started or 0) / 1000 - INFLIGHT_LOOKBACK_S
+        ts = await self.slack.find_marked(channel, first, thread_ts=thread_ts, oldest_s=oldest)
+        log.info("inflight_checked", cid=cid, entry=first, found=bool(ts))
+        if ts is None:
+            return False
+        if head.kind == "root":
+            await self._root_posted(cid, worker, head, channel, ts)
+        else:
+            ids = [e.id for e in entries if _stream_id(first) <= _stream_id(e.id) <= _stream_id(last)]
+            await self.ctx.store.commit(SLACK, cid, worker, ids, lease_ms=self._lease_ms(), now_ms=now_ms())
+        return True
+
+    def _lease_ms(self) -> int:
+        return int(self.ctx.settings().lease_s * 1000)
+
+    def _observe(self, entries: list[OutboxEntry]) -> None:
+        now = time.time()
+        for entry in entries:
+            if entry.kind in ("line", "root") and entry.received_ms:
+                self.ctx.metrics.slack_delivery.observe(max(now - entry.received_ms / 1000, 0))
+
+
+class ReplyLane(Lane):
+    """Agent replies and lifecycle notifications to the owner's endpoint, one POST per entry, in order."""
+
+    name = REPLY
+
+    def __init__(self, ctx: DeliveryContext, sender: ReplySender, slack: SlackApi) -> None:
+        self.ctx = ctx
+        self.sender = sender
+        self.slack = slack
+
+    async def deliver(self, cid: str, worker: str) -> int | None:
+        store = self.ctx.store
+        while True:
+            _, entries = await store.fetch(REPLY, cid, 20)
+            if not entries:
+                return None
+            head = entries[0]
+            body = await self._body(cid, head)
+            kind = str(body.get("type", head.kind))
+            try:
+                await self.sender.send(orjson.dumps(body))
+            except ReplyError as e:
+                self.ctx.metrics.reply_requests.labels(kind, "permanent" if e.permanent else "retry").inc()
+                if e.permanent:
+                    await self.ctx.bury(REPLY, cid, [head], e.reason)
+                    continue
+                if e.retry_after_s:
+                    raise Retry(now_ms() + int(e.retry_after_s * 1000)) from e
+                raise await self.ctx.retry_later(REPLY, cid, e.reason) from e
+            self.ctx.metrics.reply_requests.labels(kind, "ok").inc()
+            await store.commit(
+                REPLY, cid, worker, [head.id], lease_ms=int(self.ctx.settings().lease_s * 1000), now_ms=now_ms()
+            )
+            log.info("reply_delivered", cid=cid, type=kind, thread_ts=body.get("thread_ts"))
+
+    async def _name(self, user_id: str) -> str | None:
+        if not user_id:
+            return None
+        cached = await self.ctx.store.cached_user_name(user_id)
+        if cached is not None:
+            return cached
+        try:
+            name = await self.slack.user_name(user_id)
+        except SlackFailure:
+            return None
+        if name:
+            await self.ctx.store.cache_user_name(user_id, name)
+        return name
+
+    async def _body(self, cid: str, entry: OutboxEntry) -> dict[str, Any]:
+        body = dict(entry.data)
+        agent = body.get("agent")
+        if isinstance(agent, dict) and agent.get("slack_user_id") and not agent.get("name"):
+            agent["name"] = await self._name(agent["slack_user_id"]) or agent["slack_user_id"]
+        if not body.get("thread_ts"):
+            thread = await self.ctx.store.thread_of(cid, entry.hid)
+            body["thread_ts"] = thread[1] if thread else None
+        if entry.kind == "agent_message":
+            raw = str(body.pop("slack_text", ""))
+            names = {uid: await self._name(uid) for uid in slack_format.mentioned_users(raw)}
+            body["text"] = slack_format.slack_to_plain(raw, names.get)
+        else:
+            at_ms = int(body.pop("at_ms", entry.received_ms) or entry.received_ms)
+            body["at"] = iso(at_ms)
+            body["id"] = f"{body.get('type')}:{cid}:{body.pop('hid', entry.hid)}"
+        return body
+
+
+@dataclass
+class Deliverer:
+    """Runs `workers` concurrent deliveries per lane, fed by the partitions' ready queues."""
+
+    store: Store
+    lanes: list[Lane]
+    settings: Callable[[], DeliverySection]
+    metrics: Metrics
+    worker: str = field(default_factory=worker_name)
+    _wakes: dict[str, set[int]] = field(default_factory=dict)
+    _events: dict[str, asyncio.Event] = field(default_factory=dict)
+    _active: dict[str, dict[str, asyncio.Task[None]]] = field(default_factory=dict)
+    _stopping: bool = False
+    _loops: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def start(self) -> None:
+        for lane in self.lanes:
+            self._wakes[lane.name] = set()
+            self._events[lane.name] = asyncio.Event()
+            self._active[lane.name] = {}
+            self._loops.append(asyncio.create_task(self._dispatch(lane), name=f"deliver-{lane.name}"))
+
+    def wake(self, lane: str, partition: int) -> None:
+        """A hint that this replica just queued work (other replicas find it by polling)."""
+        if lane in self._wakes:
+            self._wakes[lane].add(partition)
+            self._events[lane].set()
+
+    async def _dispatch(self, lane: Lane) -> None:
+        active = self._active[lane.name]
+        event = self._events[lane.name]
+        next_sweep = 0.0
+        partitions = list(range(self.store.partitions))
+        while not self._stopping:
+            s = self.settings()
+            woken = self._wakes[lane.name]
+            self._wakes[lane.name] = set()
+            event.clear()
+            loop_time = asyncio.get_running_loop().time()
+            if loop_time >= next_sweep:
+                random.shuffle(partitions)
+                todo = partitions
+                next_sweep = loop_time + s.poll_interval_s
+            else:
+                todo = list(woken)
+            try:
+                for partition in todo:
+                    free = s.workers - len(active)
+                    if free <= 0:
+                        break
+                    for cid in await self.store.claim_due(
+                        lane.name, partition, self.worker, now_ms(), int(s.lease_s * 1000), free
+                    ):
+                        active[cid] = asyncio.create_task(self._run(lane, cid))
+            except RedisError as e:
+                self.metrics.redis_errors.labels("claim").inc()
+                log.warning("claim_failed", lane=lane.name, error=type(e).__name__)
+                await asyncio.sleep(min(s.poll_interval_s, 1.0))
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), timeout=max(next_sweep - loop_time, 0.01))
+
+    async def _run(self, lane: Lane, cid: str) -> None:
+        due: int | None = None
+        try:
+            due = await lane.deliver(cid, self.worker)
+        except Retry as r:
+            due = r.due_ms
+        except RedisError as e:
+            self.metrics.redis_errors.labels("deliver").inc()
+            log.warning("delivery_redis_error", lane=lane.name, cid=cid, error=type(e).__name__)
+            due = now_ms() + 1000
+        except asyncio.CancelledError:
+            due = now_ms()
+            raise
+        except Exception:
+            log.exception("delivery_crashed", lane=lane.name, cid=cid)
+            due = now_ms() + 5000
+        finally:
+            self._active[lane.name].pop(cid, None)
+            await self._release(lane.name, cid, due)
+
+    async def _release(self, lane: str, cid: str, due: int | None) -> None:
+        """Hand the conversation back, shielded from cancellation so a lease is never left behind."""
+        try:
+            remaining = await asyncio.shield(self.store.release(lane, cid, self.worker, due or now_ms()))
+        except (RedisError, asyncio.CancelledError):
+            return  # the lease expires by itself and the conversation is due again then
+        if remaining and (due is None or due <= now_ms()):
+            self.wake(lane, self.store.partition_of(cid))
+        elif remaining and due is not None:
+            self._schedule_wake(lane, self.store.partition_of(cid), due)
+        self._events[lane].set()
+
+    def _schedule_wake(self, lane: str, partition: int, due_ms: int) -> None:
+        delay = max(due_ms - now_ms(), 0) / 1000
+        asyncio.get_running_loop().call_later(delay, self.wake, lane, partition)
+
+    async def stop(self, grace_s: float) -> None:
+        """Stop claiming, let in-flight deliveries finish for up to `grace_s`, then hand the rest back."""
+        self._stopping = True
+        for event in self._events.values():
+            event.set()
+        for loop in self._loops:
+            loop.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        tasks = [t for active in self._active.values() for t in active.values()]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace_s)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)

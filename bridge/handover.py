@@ -1,0 +1,103 @@
+"""From a parsed Smartly event to one atomic Redis write: history, handover claim and Slack outbox.
+
+Nothing here talks to Slack: the webhook is acknowledged once Redis has the event, and delivery
+happens in the background (delivery.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from . import rules
+from .config import FileConfig
+from .events import SmartlyEvent
+from .store import RecordResult, Store, conversation_id
+
+
+def history_entry(event: SmartlyEvent, now_ms: int) -> dict[str, Any] | None:
+    """What the thread shows of one exchange; escalation events carry no message."""
+    if not event.is_message or not (event.input or event.answer):
+        return None
+    entry: dict[str, Any] = {"t": now_ms, "in": event.input, "out": event.answer}
+    if event.intent:
+        entry["intent"] = event.intent
+    if event.confidence is not None:
+        entry["conf"] = event.confidence
+    if event.platform:
+        entry["platform"] = event.platform
+    if event.lang:
+        entry["lang"] = event.lang
+    if event.user_id:
+        entry["user_id"] = event.user_id
+    return entry
+
+
+def root_header(event: SmartlyEvent, decision: rules.Decision) -> dict[str, Any]:
+    """The root message's facts; record.lua completes user, language and platform from earlier events."""
+    header: dict[str, Any] = {
+        "skill_id": event.skill_id,
+        "client_id": event.client_id,
+        "user_id": event.user_id,
+        "platform": event.platform,
+        "lang": event.lang,
+        "trigger": decision.trigger,
+        "route": decision.route,
+        "channel": decision.channel,
+    }
+    if event.is_message:
+        header["intent"] = event.intent or event.intent_slug
+        header["category"] = event.handover_category
+    if decision.mention:
+        header["mention"] = decision.mention
+    if decision.note:
+        header["note"] = decision.note
+    if decision.outside_hours:
+        header["outside_hours"] = True
+    return header
+
+
+class Handover:
+    """Records Smartly events. `config` returns the current (hot-reloadable) file config."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: Callable[[], FileConfig],
+        default_channel: Callable[[], str],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.default_channel = default_channel
+        self.clock = clock
+
+    def prepare(self, event: SmartlyEvent, digest: str) -> tuple[list[str], list[Any], rules.Decision | None]:
+        """Pure part of recording: the script's keys and args, and the rules' decision."""
+        config = self.config()
+        now = self.clock()
+        now_ms = int(now.timestamp() * 1000)
+        decision = rules.decide(event, config, self.default_channel(), now)
+        keys, args = self.store.record_args(
+            cid=conversation_id(event.skill_id, event.client_id),
+            skill_id=event.skill_id,
+            client_id=event.client_id,
+            user_id=event.user_id,
+            lang=event.lang,
+            platform=event.platform,
+            muted=event.muted if event.is_message else None,
+            entry=history_entry(event, now_ms),
+            header=root_header(event, decision) if decision else None,
+            body_digest=digest,
+            now_ms=now_ms,
+            dedupe_ms=int(config.webhook.dedupe_window_s * 1000),
+            hist_max=config.history.max_entries,
+            ttl_ms=int(config.history.ttl_s * 1000),
+            shown_on_open=config.history.shown_on_open,
+        )
+        return keys, args, decision
+
+    async def record(self, event: SmartlyEvent, digest: str) -> tuple[RecordResult, rules.Decision | None]:
+        keys, args, decision = self.prepare(event, digest)
+        return await self.store.record(keys, args), decision

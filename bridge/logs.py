@@ -1,0 +1,86 @@
+"""structlog JSON logs on stdout, one line per event, with every secret in force scrubbed out."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+import structlog
+
+REDACTED = "[redacted]"
+
+
+class SecretScrubber:
+    """Replaces any configured secret found in a log line's values (defence in depth: the code never
+    logs secrets on purpose, but a URL or an exception text might carry one)."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self.secrets: tuple[str, ...] = ()
+        self.update(secrets)
+
+    def update(self, secrets: Iterable[str]) -> None:
+        self.secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
+
+    def _clean(self, value: Any) -> Any:
+        if isinstance(value, str):
+            for secret in self.secrets:
+                if secret in value:
+                    value = value.replace(secret, REDACTED)
+            return value
+        if isinstance(value, dict):
+            return {k: self._clean(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._clean(v) for v in value]
+        return value
+
+    def __call__(self, logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        if not self.secrets:
+            return event_dict
+        return {k: self._clean(v) for k, v in event_dict.items()}
+
+
+scrubber = SecretScrubber()
+
+
+def configure_logging(level: str = "info", secrets: Iterable[str] = (), stream: Any = None) -> None:
+    """Configure structlog and route stdlib logging (aiohttp, slack_sdk, redis) through it."""
+    scrubber.update(secrets)
+    numeric = logging.getLevelName(level.upper()) if isinstance(level, str) else level
+    if not isinstance(numeric, int):
+        numeric = logging.INFO
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer = structlog.processors.JSONRenderer()
+    structlog.configure(
+        processors=[
+            *shared,
+            structlog.processors.format_exc_info,
+            scrubber,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(stream or sys.stdout),
+        cache_logger_on_first_use=False,
+    )
+    handler = logging.StreamHandler(stream or sys.stdout)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                scrubber,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(max(numeric, logging.WARNING))
+    # aiohttp's access log prints the query string, which carries the webhook key: never enable it.
+    logging.getLogger("aiohttp.access").disabled = True

@@ -1,0 +1,32 @@
+-- After Slack (or the reply endpoint) accepted a delivery: drop the delivered entries, clear the
+-- in-flight marker and the retry count, record where a new root landed, renew the lease.
+-- KEYS: conv, out, lease, stats, out_reply, ready_reply
+-- ARGV: worker, lease_ms, lane, root_hid|'', root_channel, root_ts, replies ('1'|'0'), now, cid, ids...
+local conv, lane = KEYS[1], ARGV[3]
+local ids = {}
+for i = 10, #ARGV do ids[#ids + 1] = ARGV[i] end
+if #ids > 0 then
+  local removed = redis.call('XDEL', KEYS[2], unpack(ids))
+  redis.call('HINCRBY', KEYS[4], lane, -removed)
+end
+redis.call('HDEL', conv, 'inflight:' .. lane, 'attempts:' .. lane)
+local hid = ARGV[4]
+if hid ~= '' then
+  redis.call('HSET', conv, 't:' .. hid, ARGV[5] .. ' ' .. ARGV[6])
+  if redis.call('HGET', conv, 'hid') == hid and redis.call('HGET', conv, 'state') then
+    redis.call('HSET', conv, 'thread_ts', ARGV[6], 'thread_channel', ARGV[5])
+    local header = cjson.decode(redis.call('HGET', conv, 'header') or '{}')
+    header.thread_ts = ARGV[6]
+    redis.call('HSET', conv, 'header', cjson.encode(header))
+    if ARGV[7] == '1' then
+      local now = tonumber(ARGV[8])
+      enqueue(KEYS[5], KEYS[6], KEYS[4], 'reply', ARGV[9], now, 'k', 'lifecycle', 'h', hid,
+        'e', lifecycle(conv, 'handover_opened', now, '', '', ARGV[6]), 't', now)
+    end
+  end
+end
+if redis.call('GET', KEYS[3]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[3], ARGV[2])
+  return 1
+end
+return 0

@@ -1,0 +1,52 @@
+-- Shared helpers, prepended to every script by store.py (Redis scripts cannot call each other).
+-- Every key a script touches belongs to one partition ({p} hash tag), so it runs on one cluster slot.
+
+-- Append one entry to a lane's outbox stream and make the conversation due for a worker.
+local function enqueue(out, ready, stats, lane, cid, now, ...)
+  redis.call('XADD', out, '*', ...)
+  redis.call('ZADD', ready, 'NX', now, cid)
+  redis.call('HINCRBY', stats, lane, 1)
+end
+
+-- A lifecycle notification for the owner's reply endpoint, built from the conversation hash.
+local function lifecycle(conv, kind, now, agent_id, agent_name, thread_ts)
+  local c = redis.call('HMGET', conv, 'skill_id', 'client_id', 'user_id', 'platform', 'lang', 'hid')
+  local agent = cjson.null
+  if agent_id ~= '' then agent = {slack_user_id = agent_id, name = agent_name} end
+  return cjson.encode({
+    type = kind, skill_id = c[1] or '', client_id = c[2] or '', user_id = c[3] or '',
+    platform = c[4] or '', lang = c[5] or '', agent = agent, thread_ts = thread_ts, at_ms = now,
+    hid = tonumber(c[6] or '0'),
+  })
+end
+
+-- Root header (JSON) of the current handover with its status fields replaced.
+local function header_with(conv, status, agent_id, agent_name, now)
+  local header = cjson.decode(redis.call('HGET', conv, 'header') or '{}')
+  header.status = status
+  if agent_id ~= '' then
+    header.agent_id = agent_id
+    header.agent_name = agent_name
+  end
+  header.status_at = now
+  return header
+end
+
+-- Record `agent` as the one handling the handover: root updated, a line in the thread, owner notified.
+-- keys: conv, out_slack, ready_slack, out_reply, ready_reply, stats
+local function claim(k, cid, now, agent_id, agent_name, replies)
+  redis.call('HSET', k.conv, 'state', 'claimed', 'agent_id', agent_id, 'agent_name', agent_name,
+    'claimed_at', now)
+  local header = header_with(k.conv, 'claimed', agent_id, agent_name, now)
+  redis.call('HSET', k.conv, 'header', cjson.encode(header))
+  local hid = header.hid
+  enqueue(k.out_slack, k.ready_slack, k.stats, 'slack', cid, now,
+    'k', 'update', 'h', hid, 'e', cjson.encode(header), 't', now)
+  enqueue(k.out_slack, k.ready_slack, k.stats, 'slack', cid, now,
+    'k', 'note', 'h', hid, 'e', cjson.encode({type = 'claimed', agent_id = agent_id}), 't', now)
+  if replies == '1' then
+    enqueue(k.out_reply, k.ready_reply, k.stats, 'reply', cid, now, 'k', 'lifecycle', 'h', hid,
+      'e', lifecycle(k.conv, 'handover_claimed', now, agent_id, agent_name,
+        redis.call('HGET', k.conv, 'thread_ts') or ''), 't', now)
+  end
+end

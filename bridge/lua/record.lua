@@ -1,0 +1,67 @@
+-- The webhook hot path, in one round trip: dedupe, conversation fields, history, handover claim,
+-- and the Slack outbox append, all atomic.
+-- KEYS: conv, hist, out_slack, ready_slack, open, dedupe, stats
+-- ARGV: now_ms, dedupe_ms, hist_max, ttl_ms, cid, skill_id, client_id, user_id, lang, platform,
+--       muted ('1'|'0'|''), entry json|'' , header json|'' (a handover should open), shown_on_open
+-- Returns {recorded (0 = duplicate), queued, opened, hid}
+local conv, hist, out, ready, open, dedupe, stats = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local now = tonumber(ARGV[1])
+local cid = ARGV[5]
+if tonumber(ARGV[2]) > 0 and not redis.call('SET', dedupe, '1', 'NX', 'PX', ARGV[2]) then
+  return {0, 0, 0, 0}
+end
+
+redis.call('HSET', conv, 'skill_id', ARGV[6], 'client_id', ARGV[7], 'last_seen', now)
+if ARGV[8] ~= '' then redis.call('HSET', conv, 'user_id', ARGV[8]) end
+if ARGV[9] ~= '' then redis.call('HSET', conv, 'lang', ARGV[9]) end
+if ARGV[10] ~= '' then redis.call('HSET', conv, 'platform', ARGV[10]) end
+if ARGV[11] ~= '' then redis.call('HSET', conv, 'muted', ARGV[11]) end
+
+local entry = ARGV[12]
+if entry ~= '' then
+  redis.call('RPUSH', hist, entry)
+  redis.call('LTRIM', hist, -tonumber(ARGV[3]), -1)
+  redis.call('PEXPIRE', hist, ARGV[4])
+end
+redis.call('PEXPIRE', conv, ARGV[4])
+
+local state = redis.call('HGET', conv, 'state')
+local hid = tonumber(redis.call('HGET', conv, 'hid') or '0')
+local queued, opened = 0, 0
+if state == 'open' or state == 'claimed' then
+  redis.call('ZADD', open, now, cid)
+  if entry ~= '' then
+    enqueue(out, ready, stats, 'slack', cid, now, 'k', 'line', 'h', hid, 'e', entry, 't', now,
+      'c', state == 'claimed' and '1' or '0')
+    queued = 1
+  end
+elseif ARGV[13] ~= '' then
+  hid = redis.call('HINCRBY', conv, 'hid', 1)
+  local header = cjson.decode(ARGV[13])
+  local known = redis.call('HMGET', conv, 'user_id', 'lang', 'platform', 'muted')
+  if (header.user_id or '') == '' then header.user_id = known[1] or '' end
+  if (header.lang or '') == '' then header.lang = known[2] or '' end
+  if (header.platform or '') == '' then header.platform = known[3] or '' end
+  header.muted = known[4] == '1'
+  header.hid = hid
+  header.opened_at = now
+  header.status = 'open'
+  local encoded = cjson.encode(header)
+  redis.call('HDEL', conv, 'thread_ts', 'thread_channel', 'agent_id', 'agent_name', 'claimed_at',
+    'first_response_at')
+  redis.call('HSET', conv, 'state', 'open', 'header', encoded, 'opened_at', now)
+  redis.call('XADD', out, '*', 'k', 'root', 'h', hid, 'e', encoded, 't', now)
+  local n = 1
+  local shown = tonumber(ARGV[14])
+  if shown > 0 then
+    for _, past in ipairs(redis.call('LRANGE', hist, -shown, -1)) do
+      redis.call('XADD', out, '*', 'k', 'hist', 'h', hid, 'e', past, 't', now)
+      n = n + 1
+    end
+  end
+  redis.call('ZADD', ready, 'NX', now, cid)
+  redis.call('HINCRBY', stats, 'slack', n)
+  redis.call('ZADD', open, now, cid)
+  queued, opened = 1, 1
+end
+return {1, queued, opened, hid}

@@ -1,0 +1,36 @@
+-- Close a handover (Resolve button, or idle timeout): root marked resolved, a closing line in the
+-- thread, the owner told, and the conversation back to "no handover" with its history kept, so the
+-- next escalation opens a new thread.
+-- KEYS: conv, out_slack, ready_slack, out_reply, ready_reply, stats, open
+-- ARGV: now_ms, cid, thread_ts ('' = whatever is open), agent_id, agent_name, replies, reason,
+--       idle_before_ms (for reason 'idle': only if the last activity is older)
+-- Returns 1 resolved, -1 nothing to resolve
+local k = {conv = KEYS[1], out_slack = KEYS[2], ready_slack = KEYS[3], out_reply = KEYS[4],
+  ready_reply = KEYS[5], stats = KEYS[6]}
+local now, cid, reason = tonumber(ARGV[1]), ARGV[2], ARGV[7]
+local state = redis.call('HGET', k.conv, 'state')
+if state ~= 'open' and state ~= 'claimed' then
+  redis.call('ZREM', KEYS[7], cid)
+  return -1
+end
+if ARGV[3] ~= '' and redis.call('HGET', k.conv, 'thread_ts') ~= ARGV[3] then return -1 end
+if reason == 'idle' then
+  local last = tonumber(redis.call('ZSCORE', KEYS[7], cid) or '0')
+  if last > tonumber(ARGV[8]) then return -1 end
+end
+local header = header_with(k.conv, 'resolved', ARGV[4], ARGV[5], now)
+header.resolved_reason = reason
+local hid = header.hid
+local thread_ts = redis.call('HGET', k.conv, 'thread_ts') or ''
+enqueue(k.out_slack, k.ready_slack, k.stats, 'slack', cid, now,
+  'k', 'note', 'h', hid, 'e', cjson.encode({type = 'resolved', agent_id = ARGV[4], reason = reason}), 't', now)
+enqueue(k.out_slack, k.ready_slack, k.stats, 'slack', cid, now,
+  'k', 'update', 'h', hid, 'e', cjson.encode(header), 't', now)
+if ARGV[6] == '1' then
+  enqueue(k.out_reply, k.ready_reply, k.stats, 'reply', cid, now, 'k', 'lifecycle', 'h', hid,
+    'e', lifecycle(k.conv, 'handover_resolved', now, ARGV[4], ARGV[5], thread_ts), 't', now)
+end
+redis.call('HDEL', k.conv, 'state', 'header', 'thread_ts', 'thread_channel', 'agent_id', 'agent_name',
+  'claimed_at', 'first_response_at', 'opened_at')
+redis.call('ZREM', KEYS[7], cid)
+return 1

@@ -1,0 +1,54 @@
+"""Prometheus metrics, one registry per app (so tests and several apps in one process never clash)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+RESPONSE_BUCKETS_S = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.webhook_events = Counter(
+            "bridge_webhook_events_total", "Smartly webhook events by outcome", ["event", "outcome"], registry=r
+        )
+        self.handovers_opened = Counter(
+            "bridge_handovers_opened_total", "Handovers opened", ["trigger", "route"], registry=r
+        )
+        self.handovers_open = Gauge("bridge_handovers_open", "Handovers currently open", registry=r)
+        self.slack_requests = Counter(
+            "bridge_slack_requests_total", "Slack Web API calls", ["method", "outcome"], registry=r
+        )
+        self.slack_delivery = Histogram(
+            "bridge_slack_delivery_seconds",
+            "From webhook received to visible in Slack",
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.outbox_pending = Gauge(
+            "bridge_outbox_pending", "Outbox entries waiting for delivery", ["lane"], registry=r
+        )
+        self.dead_letters = Counter(
+            "bridge_dead_letters_total", "Entries moved to the dead-letter stream", ["lane", "reason"], registry=r
+        )
+        self.agent_first_response = Histogram(
+            "bridge_agent_first_response_seconds",
+            "From handover opened to the first agent reply",
+            buckets=RESPONSE_BUCKETS_S,
+            registry=r,
+        )
+        self.reply_requests = Counter(
+            "bridge_reply_requests_total", "POSTs to the owner's reply endpoint", ["type", "outcome"], registry=r
+        )
+        self.slack_events = Counter(
+            "bridge_slack_events_total", "Slack events and interactions by outcome", ["kind", "outcome"], registry=r
+        )
+        self.redis_errors = Counter(
+            "bridge_redis_errors_total", "Redis commands that failed", ["where"], registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

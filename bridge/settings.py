@@ -1,0 +1,122 @@
+"""Environment settings (secrets and deployment wiring) merged with config.yaml into one AppConfig.
+
+Secrets live only here, as SecretStr, so that a stray repr or log line prints `**********`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .config import FileConfig, load_config
+
+
+class Settings(BaseSettings):
+    """Every environment variable the bridge reads; names are part of the public contract."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+
+    bridge_host: str = "0.0.0.0"
+    bridge_port: int = 8080
+    bridge_config: str | None = None
+    bridge_data_dir: Path = Path(".bridge-data")
+    bridge_log_level: str = "info"
+    bridge_metrics_token: SecretStr | None = None
+    bridge_instance: str | None = None
+
+    redis_url: str | None = None
+    redis_cluster: bool | None = None
+
+    smartly_webhook_key: SecretStr | None = None
+
+    slack_bot_token: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    slack_channel: str | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+
+    bridge_reply_url: str | None = None
+    bridge_reply_secret: SecretStr | None = None
+
+
+class SettingsError(Exception):
+    """A required setting is missing or unusable: reported as one line, never a traceback."""
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """What the running bridge needs: environment settings plus the validated file."""
+
+    settings: Settings
+    file: FileConfig
+    config_path: str | None
+
+    @property
+    def default_channel(self) -> str:
+        return self.settings.slack_channel or self.file.slack.default_channel or ""
+
+    @property
+    def webhook_keys(self) -> tuple[bytes, ...]:
+        raw = self.settings.smartly_webhook_key.get_secret_value() if self.settings.smartly_webhook_key else ""
+        return tuple(k.strip().encode() for k in raw.split(",") if k.strip())
+
+    @property
+    def redis_cluster(self) -> bool:
+        if self.settings.redis_cluster is not None:
+            return self.settings.redis_cluster
+        return self.file.redis.cluster
+
+    @property
+    def replies_enabled(self) -> bool:
+        return bool(self.settings.bridge_reply_url)
+
+    def secrets(self) -> list[str]:
+        """Every secret value in force, so logs and error bodies can be scrubbed of them."""
+        s = self.settings
+        values = [k.decode() for k in self.webhook_keys]
+        for secret in (
+            s.slack_bot_token,
+            s.slack_signing_secret,
+            s.slack_app_token,
+            s.bridge_reply_secret,
+            s.bridge_metrics_token,
+            s.smartly_webhook_key,
+        ):
+            if secret is not None and secret.get_secret_value():
+                values.append(secret.get_secret_value())
+        return [v for v in values if len(v) >= 4]
+
+
+def default_config_path(explicit: str | None = None) -> str | None:
+    """--config, else $BRIDGE_CONFIG, else ./config.yaml when it exists (else built-in defaults)."""
+    if explicit:
+        return explicit
+    env = os.environ.get("BRIDGE_CONFIG")
+    if env:
+        return env
+    return "config.yaml" if Path("config.yaml").exists() else None
+
+
+def load_app_config(config_path: str | None = None, *, require: bool = True) -> AppConfig:
+    """Read env + file; with `require`, refuse to start without the settings a bridge cannot run without."""
+    settings = Settings()
+    path = default_config_path(config_path or settings.bridge_config)
+    file = load_config(path)
+    app_config = AppConfig(settings=settings, file=file, config_path=path)
+    if require:
+        if not app_config.webhook_keys:
+            raise SettingsError("missing setting SMARTLY_WEBHOOK_KEY (the ?key= secret of the Smartly webhook URL)")
+        if not settings.slack_bot_token or not settings.slack_bot_token.get_secret_value():
+            raise SettingsError("missing setting SLACK_BOT_TOKEN (the Slack bot token, xoxb-...)")
+        if not app_config.default_channel:
+            raise SettingsError(
+                "missing setting SLACK_CHANNEL (or slack.default_channel in config.yaml): "
+                "the channel ID where handover threads open"
+            )
+        if settings.bridge_reply_url and not settings.bridge_reply_secret:
+            raise SettingsError("missing setting BRIDGE_REPLY_SECRET (required when BRIDGE_REPLY_URL is set)")
+    return app_config

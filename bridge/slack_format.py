@@ -1,0 +1,201 @@
+"""What agents read in Slack, built from outbox entries. Pure: no aiohttp, no redis.
+
+Everything a chat user typed is escaped (`&`, `<`, `>`) before it reaches Slack, so `<!channel>`,
+`<@U123>` or `<https://evil|click>` show as typed and can never ping anyone or disguise a link.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+CLAIM_ACTION = "handover_claim"
+RESOLVE_ACTION = "handover_resolve"
+# Longest line of user or bot text kept in one history line, so one entry always fits one message.
+MAX_LINE_CHARS = 1500
+SECTION_TEXT_LIMIT = 3000  # Block Kit section text limit
+
+_TRIGGER_LABELS = {
+    "escalation_requested": "escalation requested",
+    "need_help": "need help",
+    "nounderstood_at_least": "not understood several times",
+    "confidence_below": "low confidence",
+    "intents": "intent asks for a human",
+    "keywords": "keyword asks for a human",
+}
+_STATUS_LABELS = {"open": ":large_yellow_circle: Waiting for an agent", "claimed": ":large_blue_circle: Claimed",
+                  "resolved": ":white_check_mark: Resolved"}
+
+
+def escape(text: str) -> str:
+    """Slack mrkdwn control characters, per Slack's 'escaping text' rules."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def truncate(text: str, limit: int = MAX_LINE_CHARS) -> str:
+    if len(text) <= limit:
+        return text
+    return text[: limit - 1] + "…"
+
+
+def _clock(ms: int | float | None) -> str:
+    if not ms:
+        return ""
+    return datetime.fromtimestamp(float(ms) / 1000, UTC).strftime("%H:%M:%S")
+
+
+def history_lines(entry: dict[str, Any], *, after_claim: bool = False) -> str:
+    """One exchange: the user's line, then the bot's line, told apart at a glance."""
+    at = _clock(entry.get("t"))
+    stamp = f"`{at}` " if at else ""
+    lines = []
+    user_text = entry.get("in") or ""
+    if user_text:
+        lines.append(f"{stamp}:bust_in_silhouette: *User:* {escape(truncate(user_text))}")
+    bot_text = entry.get("out") or ""
+    if bot_text:
+        flag = " :warning: _bot answered after an agent claimed_" if after_claim else ""
+        intent = entry.get("intent") or ""
+        detail = f" _({escape(intent)})_" if intent else ""
+        lines.append(f"{stamp}:robot_face: *Bot:*{detail} {escape(truncate(bot_text))}{flag}")
+    return "\n".join(lines) if lines else f"{stamp}_(empty message)_"
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One Slack post covering the outbox entries `ids`, in order."""
+
+    ids: tuple[str, ...]
+    text: str
+
+
+def pack(items: Sequence[tuple[str, str]], max_chars: int) -> list[Chunk]:
+    """Pack (id, text) pairs, in order, into as few posts as fit `max_chars` each (coalescing)."""
+    chunks: list[Chunk] = []
+    ids: list[str] = []
+    texts: list[str] = []
+    size = 0
+    for entry_id, text in items:
+        text = truncate(text, max_chars)
+        added = len(text) + (1 if texts else 0)
+        if texts and size + added > max_chars:
+            chunks.append(Chunk(tuple(ids), "\n".join(texts)))
+            ids, texts, size = [], [], 0
+            added = len(text)
+        ids.append(entry_id)
+        texts.append(text)
+        size += added
+    if texts:
+        chunks.append(Chunk(tuple(ids), "\n".join(texts)))
+    return chunks
+
+
+def _field(label: str, value: str) -> dict[str, str]:
+    return {"type": "mrkdwn", "text": f"*{label}*\n{escape(value) if value else '—'}"}
+
+
+def root_message(header: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    """Root of a handover thread: who, where, why, status, and the Claim / Resolve buttons."""
+    status = header.get("status", "open")
+    trigger = header.get("trigger", "")
+    reason = _TRIGGER_LABELS.get(trigger, trigger or "handover")
+    user = header.get("client_id", "")
+    if header.get("user_id") and header.get("user_id") != user:
+        user = f"{user} (user {header['user_id']})"
+    title = f"Handover: {escape(reason)} — {escape(header.get('client_id', ''))}"
+    fields = [
+        _field("User", user),
+        _field("Platform", header.get("platform", "")),
+        _field("Language", header.get("lang", "")),
+        _field("Skill", header.get("skill_id", "")),
+        _field("Reason", reason),
+        _field("Route", header.get("route", "")),
+    ]
+    if header.get("intent"):
+        fields.append(_field("Intent", header["intent"]))
+    if header.get("category"):
+        fields.append(_field("Handover category", header["category"]))
+    fields.append(_field("Bot muted", "yes" if header.get("muted") else "no"))
+    status_text = _STATUS_LABELS.get(status, status)
+    if status in ("claimed", "resolved") and header.get("agent_id"):
+        verb = "by" if status == "claimed" else "— by"
+        status_text += f" {verb} <@{header['agent_id']}>"
+    if status == "resolved" and header.get("resolved_reason") == "idle":
+        status_text += " (no activity)"
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"*{title}*"}},
+        {"type": "section", "fields": fields[:10]},
+    ]
+    context = [status_text]
+    if header.get("mention"):
+        # Owner-configured mention (e.g. a user group): the only place a ping is intended.
+        context.append(header["mention"])
+    if header.get("note"):
+        context.append(escape(header["note"]))
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(context)}]})
+    if status != "resolved":
+        buttons = []
+        if status == "open":
+            buttons.append(
+                {"type": "button", "action_id": CLAIM_ACTION, "style": "primary",
+                 "text": {"type": "plain_text", "text": "Claim"}, "value": "claim"}
+            )
+        buttons.append(
+            {"type": "button", "action_id": RESOLVE_ACTION, "text": {"type": "plain_text", "text": "Resolve"},
+             "value": "resolve",
+             "confirm": {"title": {"type": "plain_text", "text": "Resolve this handover?"},
+                         "text": {"type": "plain_text", "text": "The bot takes the conversation back."},
+                         "confirm": {"type": "plain_text", "text": "Resolve"},
+                         "deny": {"type": "plain_text", "text": "Cancel"}}}
+        )
+        blocks.append({"type": "actions", "elements": buttons})
+    mention = f"{header['mention']} " if header.get("mention") and status == "open" else ""
+    text = f"{mention}{title} · {status_text}"
+    return text, blocks
+
+
+def note_text(note: dict[str, Any]) -> str:
+    """Lines the bridge itself writes into a thread (claims, closing)."""
+    kind = note.get("type")
+    agent = f"<@{note['agent_id']}>" if note.get("agent_id") else ""
+    if kind == "claimed":
+        return f":raising_hand: {agent} is handling this conversation. Replies in this thread go to the user."
+    if kind == "resolved":
+        if note.get("reason") == "idle":
+            return ":white_check_mark: Resolved automatically after no activity. The bot has the conversation back."
+        return f":white_check_mark: Resolved by {agent or 'an agent'}. The bot has the conversation back."
+    return escape(str(note.get("text", "")))
+
+
+_MENTION = re.compile(r"<([@#!])([^>|]+)(?:\|([^>]*))?>")
+_LINK = re.compile(r"<([^@#!][^>|]*)(?:\|([^>]*))?>")
+
+
+def slack_to_plain(text: str, user_name: Callable[[str], str | None]) -> str:
+    """Slack markup back to what the agent meant, for the end user: mentions → names, links → URLs."""
+
+    def mention(m: re.Match[str]) -> str:
+        sigil, target, label = m.group(1), m.group(2), m.group(3)
+        if sigil == "@":
+            return "@" + (label or user_name(target) or target)
+        if sigil == "#":
+            return "#" + (label or target)
+        special = target.split("^")[0]
+        return "@" + (label or special.lstrip("!"))
+
+    def link(m: re.Match[str]) -> str:
+        url, label = m.group(1), m.group(2)
+        if label and label != url:
+            return f"{label} ({url})"
+        return url.removeprefix("mailto:")
+
+    text = _MENTION.sub(mention, text)
+    text = _LINK.sub(link, text)
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def mentioned_users(text: str) -> list[str]:
+    return [m.group(2) for m in _MENTION.finditer(text) if m.group(1) == "@" and not m.group(3)]

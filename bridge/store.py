@@ -1,0 +1,536 @@
+"""Every Redis key and Lua script of the bridge, in one place.
+
+Key layout (all prefixed `bridge:`). A conversation (skill_id, client_id) lives in one of N partitions,
+and every key of a partition carries the same hash tag `{N}`: the conversation's state, its outboxes,
+and the partition's work queues sit in ONE Redis Cluster slot, so each script is atomic and touches one
+slot, and the webhook path is one EVALSHA.
+
+  bridge:{p}:conv:<cid>         hash    user fields, handover state, header, thread ts, delivery markers
+  bridge:{p}:hist:<cid>         list    history entries (JSON), capped and expiring with the conversation
+  bridge:{p}:out:<lane>:<cid>   stream  what must still be delivered, in order (lane: slack | reply)
+  bridge:{p}:ready:<lane>       zset    conversations with pending entries, scored by when they are due
+  bridge:{p}:lease:<lane>:<cid> string  the worker delivering this conversation right now (PX lease)
+  bridge:{p}:open               zset    open handovers, scored by last activity (idle auto-resolve)
+  bridge:{p}:dedupe:<sha256>    string  identical webhook bodies seen within the dedupe window
+  bridge:{p}:seen:<event_id>    string  Slack event ids already relayed
+  bridge:{p}:dead               stream  dead letters (permanent errors), replayable
+  bridge:{p}:stats              hash    pending entry counts per lane (for metrics)
+  bridge:thread:<channel>:<ts>  string  Slack thread → cid, for agent replies and buttons
+  bridge:rate:{<channel>}       hash    token bucket pacing posts to one channel, shared by replicas
+  bridge:user:<slack user id>   string  cached users.info display name
+  bridge:meta                   hash    partition count, checked at start so it never changes silently
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+from urllib.parse import quote, unquote
+
+import orjson
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.commands.core import AsyncScript
+
+SLACK = "slack"
+REPLY = "reply"
+LANES = (SLACK, REPLY)
+PREFIX = "bridge:"
+DEAD_MAXLEN = 100_000
+USER_CACHE_S = 86400
+THREAD_MAPPING_S = 30 * 86400
+
+AnyRedis = Redis | RedisCluster
+
+
+def conversation_id(skill_id: str, client_id: str) -> str:
+    """Unambiguous, readable id: each part percent-encoded, so a ':' inside an id cannot collide."""
+    return f"{quote(skill_id, safe='')}:{quote(client_id, safe='')}"
+
+
+def split_conversation_id(cid: str) -> tuple[str, str]:
+    skill, _, client = cid.partition(":")
+    return unquote(skill), unquote(client)
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """The keys of one conversation inside its partition."""
+
+    partition: int
+    cid: str
+
+    @property
+    def tag(self) -> str:
+        return f"{PREFIX}{{{self.partition}}}:"
+
+    @property
+    def conv(self) -> str:
+        return f"{self.tag}conv:{self.cid}"
+
+    @property
+    def hist(self) -> str:
+        return f"{self.tag}hist:{self.cid}"
+
+    def out(self, lane: str) -> str:
+        return f"{self.tag}out:{lane}:{self.cid}"
+
+    def ready(self, lane: str) -> str:
+        return f"{self.tag}ready:{lane}"
+
+    def lease(self, lane: str) -> str:
+        return f"{self.tag}lease:{lane}:{self.cid}"
+
+    def lease_prefix(self, lane: str) -> str:
+        return f"{self.tag}lease:{lane}:"
+
+    @property
+    def open(self) -> str:
+        return f"{self.tag}open"
+
+    @property
+    def dead(self) -> str:
+        return f"{self.tag}dead"
+
+    @property
+    def stats(self) -> str:
+        return f"{self.tag}stats"
+
+    def dedupe(self, digest: str) -> str:
+        return f"{self.tag}dedupe:{digest}"
+
+    def seen(self, event_id: str) -> str:
+        return f"{self.tag}seen:{event_id}"
+
+    def handover_keys(self) -> list[str]:
+        """KEYS layout shared by the handover scripts (claim, resolve, agent message)."""
+        return [
+            self.conv,
+            self.out(SLACK),
+            self.ready(SLACK),
+            self.out(REPLY),
+            self.ready(REPLY),
+            self.stats,
+            self.open,
+        ]
+
+
+def thread_key(channel: str, ts: str) -> str:
+    return f"{PREFIX}thread:{channel}:{ts}"
+
+
+def rate_key(channel: str) -> str:
+    return f"{PREFIX}rate:{{{channel}}}"
+
+
+def user_key(user_id: str) -> str:
+    return f"{PREFIX}user:{user_id}"
+
+
+META_KEY = f"{PREFIX}meta"
+
+
+def _script_source(name: str) -> str:
+    lua = resources.files("bridge") / "lua"
+    return (lua / "lib.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordResult:
+    recorded: bool
+    queued: bool
+    opened: bool
+    hid: int
+    partition: int
+    cid: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """One stream entry: `kind` root|hist|line|note|update (slack), agent_message|lifecycle (reply)."""
+
+    id: str
+    kind: str
+    hid: str
+    data: dict[str, Any]
+    received_ms: int
+    after_claim: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    id: str
+    partition: int
+    lane: str
+    cid: str
+    reason: str
+    kind: str
+    at_ms: int
+    data: dict[str, Any]
+
+
+class PartitionMismatch(Exception):
+    """The Redis data was written with another partition count: conversations would be lost."""
+
+
+class Store:
+    """Redis access for the bridge. Holds no state of its own beyond the client and loaded scripts."""
+
+    def __init__(self, redis: AnyRedis, *, partitions: int) -> None:
+        self.redis = redis
+        self.partitions = partitions
+        self._scripts: dict[str, AsyncScript] = {}
+        for name in (
+            "record",
+            "claim_due",
+            "release",
+            "commit",
+            "bury",
+            "replay",
+            "take_token",
+            "pause_channel",
+            "agent_message",
+            "claim_handover",
+            "resolve_handover",
+        ):
+            self._scripts[name] = redis.register_script(_script_source(name))
+
+    # -- layout ------------------------------------------------------------------------------------
+
+    def partition_of(self, cid: str) -> int:
+        return zlib.crc32(cid.encode()) % self.partitions
+
+    def keys(self, cid: str) -> Keys:
+        return Keys(self.partition_of(cid), cid)
+
+    def partition_keys(self, partition: int) -> Keys:
+        """Keys of a partition as a whole (work queues, dead letters, stats)."""
+        return Keys(partition, "")
+
+    async def check_partitions(self) -> None:
+        """Refuse to run with another partition count than the data was written with."""
+        await self.redis.hsetnx(META_KEY, "partitions", self.partitions)
+        stored = int(_text(await self.redis.hget(META_KEY, "partitions")) or self.partitions)
+        if stored != self.partitions:
+            raise PartitionMismatch(
+                f"Redis holds data for redis.partitions={stored}, config says {self.partitions}: "
+                f"set redis.partitions back to {stored}"
+            )
+
+    async def ping(self) -> bool:
+        return bool(await self.redis.ping())
+
+    # -- webhook path ----------------------------------------------------------------------------------
+
+    def record_args(
+        self,
+        *,
+        cid: str,
+        skill_id: str,
+        client_id: str,
+        user_id: str,
+        lang: str,
+        platform: str,
+        muted: bool | None,
+        entry: dict[str, Any] | None,
+        header: dict[str, Any] | None,
+        body_digest: str,
+        now_ms: int,
+        dedupe_ms: int,
+        hist_max: int,
+        ttl_ms: int,
+        shown_on_open: int,
+    ) -> tuple[list[str], list[Any]]:
+        k = self.keys(cid)
+        keys = [k.conv, k.hist, k.out(SLACK), k.ready(SLACK), k.open, k.dedupe(body_digest), k.stats]
+        args: list[Any] = [
+            now_ms,
+            dedupe_ms,
+            hist_max,
+            ttl_ms,
+            cid,
+            skill_id,
+            client_id,
+            user_id,
+            lang,
+            platform,
+            "" if muted is None else ("1" if muted else "0"),
+            orjson.dumps(entry) if entry is not None else "",
+            orjson.dumps(header) if header is not None else "",
+            shown_on_open,
+        ]
+        return keys, args
+
+    async def record(self, keys: list[str], args: list[Any]) -> RecordResult:
+        recorded, queued, opened, hid = await self._scripts["record"](keys=keys, args=args)
+        cid = args[4]
+        return RecordResult(bool(recorded), bool(queued), bool(opened), int(hid), self.partition_of(cid), cid)
+
+    async def wait_for_replicas(self, replicas: int, timeout_ms: int) -> int:
+        """WAIT on the node that holds `key`'s slot (webhook durability option)."""
+        return int(await self.redis.execute_command("WAIT", replicas, timeout_ms))
+
+    # -- delivery ------------------------------------------------------------------------------------
+
+    async def claim_due(
+        self, lane: str, partition: int, worker: str, now_ms: int, lease_ms: int, limit: int
+    ) -> list[str]:
+        p = self.partition_keys(partition)
+        taken = await self._scripts["claim_due"](
+            keys=[p.ready(lane)], args=[now_ms, worker, lease_ms, limit, p.lease_prefix(lane)]
+        )
+        return [_text(c) for c in taken]
+
+    async def fetch(self, lane: str, cid: str, limit: int) -> tuple[dict[str, str], list[OutboxEntry]]:
+        """The conversation hash and the oldest pending entries (only the lease holder removes them)."""
+        k = self.keys(cid)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(k.conv)
+            pipe.xrange(k.out(lane), "-", "+", count=limit)
+            conv_raw, raw_entries = await pipe.execute()
+        conv = {_text(f): _text(v) for f, v in conv_raw.items()}
+        entries = []
+        for entry_id, fields in raw_entries:
+            f = {_text(a): _text(b) for a, b in fields.items()}
+            entries.append(
+                OutboxEntry(
+                    id=_text(entry_id),
+                    kind=f.get("k", ""),
+                    hid=f.get("h", "0"),
+                    data=orjson.loads(f["e"]) if f.get("e") else {},
+                    received_ms=int(f.get("t") or 0),
+                    after_claim=f.get("c") == "1",
+                )
+            )
+        return conv, entries
+
+    async def mark_inflight(self, lane: str, cid: str, marker: str) -> None:
+        await self.redis.hset(self.keys(cid).conv, f"inflight:{lane}", marker)
+
+    async def bump_attempts(self, lane: str, cid: str) -> int:
+        return int(await self.redis.hincrby(self.keys(cid).conv, f"attempts:{lane}", 1))
+
+    async def commit(
+        self,
+        lane: str,
+        cid: str,
+        worker: str,
+        ids: Sequence[str],
+        *,
+        lease_ms: int,
+        now_ms: int,
+        root: tuple[str, str, str] | None = None,
+        replies: bool = False,
+    ) -> bool:
+        """Drop delivered entries; `root` = (hid, channel, ts) of a root message that was just posted."""
+        k = self.keys(cid)
+        hid, channel, ts = root or ("", "", "")
+        held = await self._scripts["commit"](
+            keys=[k.conv, k.out(lane), k.lease(lane), k.stats, k.out(REPLY), k.ready(REPLY)],
+            args=[worker, lease_ms, lane, hid, channel, ts, "1" if replies else "0", now_ms, cid, *ids],
+        )
+        return bool(held)
+
+    async def release(self, lane: str, cid: str, worker: str, due_ms: int) -> bool:
+        """Hand the conversation back; returns True when entries remain (due again at `due_ms`)."""
+        k = self.keys(cid)
+        return bool(
+            await self._scripts["release"](
+                keys=[k.lease(lane), k.out(lane), k.ready(lane)], args=[worker, cid, due_ms]
+            )
+        )
+
+    async def bury(self, lane: str, cid: str, ids: Sequence[str], reason: str, now_ms: int) -> int:
+        k = self.keys(cid)
+        return int(
+            await self._scripts["bury"](
+                keys=[k.out(lane), k.dead, k.stats, k.conv],
+                args=[lane, cid, reason, now_ms, DEAD_MAXLEN, *ids],
+            )
+        )
+
+    async def take_token(self, channel: str, now_ms: int, per_second: float, burst: int) -> int:
+        """Milliseconds to wait before the next post to `channel` (0: go now, token taken)."""
+        return int(
+            await self._scripts["take_token"](keys=[rate_key(channel)], args=[now_ms, per_second, burst])
+        )
+
+    async def pause_channel(self, channel: str, until_ms: int, now_ms: int) -> None:
+        await self._scripts["pause_channel"](keys=[rate_key(channel)], args=[until_ms, now_ms])
+
+    async def map_thread(self, channel: str, ts: str, cid: str) -> None:
+        await self.redis.set(thread_key(channel, ts), cid, ex=THREAD_MAPPING_S)
+
+    async def thread_conversation(self, channel: str, ts: str) -> str | None:
+        value = await self.redis.get(thread_key(channel, ts))
+        return _text(value) if value is not None else None
+
+    async def thread_of(self, cid: str, hid: str) -> tuple[str, str] | None:
+        """(channel, ts) of the root posted for handover `hid`, once it exists."""
+        value = _text(await self.redis.hget(self.keys(cid).conv, f"t:{hid}"))
+        if not value:
+            return None
+        channel, _, ts = value.partition(" ")
+        return channel, ts
+
+    # -- agents ----------------------------------------------------------------------------------------
+
+    async def agent_message(
+        self,
+        cid: str,
+        *,
+        thread_ts: str,
+        agent_id: str,
+        message: dict[str, Any],
+        event_id: str,
+        now_ms: int,
+        dedupe_ms: int,
+        claim_on_reply: bool,
+    ) -> tuple[int, int]:
+        """Queue an agent reply; returns (1 queued | 0 duplicate | -1 not open, first response ms)."""
+        k = self.keys(cid)
+        status, first_after = await self._scripts["agent_message"](
+            keys=[*k.handover_keys(), k.seen(event_id)],
+            args=[
+                now_ms,
+                cid,
+                thread_ts,
+                agent_id,
+                orjson.dumps(message),
+                dedupe_ms,
+                "1" if claim_on_reply else "0",
+            ],
+        )
+        return int(status), int(first_after)
+
+    async def claim_handover(
+        self, cid: str, *, thread_ts: str, agent_id: str, agent_name: str, now_ms: int, replies: bool
+    ) -> int:
+        k = self.keys(cid)
+        return int(
+            await self._scripts["claim_handover"](
+                keys=k.handover_keys(),
+                args=[now_ms, cid, thread_ts, agent_id, agent_name, "1" if replies else "0"],
+            )
+        )
+
+    async def resolve_handover(
+        self,
+        cid: str,
+        *,
+        thread_ts: str,
+        agent_id: str,
+        agent_name: str,
+        now_ms: int,
+        replies: bool,
+        reason: str,
+        idle_before_ms: int = 0,
+    ) -> int:
+        k = self.keys(cid)
+        return int(
+            await self._scripts["resolve_handover"](
+                keys=k.handover_keys(),
+                args=[
+                    now_ms,
+                    cid,
+                    thread_ts,
+                    agent_id,
+                    agent_name,
+                    "1" if replies else "0",
+                    reason,
+                    idle_before_ms,
+                ],
+            )
+        )
+
+    async def idle_handovers(self, partition: int, before_ms: int, limit: int = 100) -> list[str]:
+        members = await self.redis.zrangebyscore(
+            self.partition_keys(partition).open, "-inf", before_ms, start=0, num=limit
+        )
+        return [_text(m) for m in members]
+
+    async def conversation(self, cid: str) -> dict[str, str]:
+        raw = await self.redis.hgetall(self.keys(cid).conv)
+        return {_text(f): _text(v) for f, v in raw.items()}
+
+    async def history(self, cid: str) -> list[dict[str, Any]]:
+        return [orjson.loads(e) for e in await self.redis.lrange(self.keys(cid).hist, 0, -1)]
+
+    async def cached_user_name(self, user_id: str) -> str | None:
+        value = await self.redis.get(user_key(user_id))
+        return _text(value) if value is not None else None
+
+    async def cache_user_name(self, user_id: str, name: str) -> None:
+        await self.redis.set(user_key(user_id), name, ex=USER_CACHE_S)
+
+    # -- operations ------------------------------------------------------------------------------------
+
+    async def _per_partition(self, command: str, key_of: Any, *args: Any) -> list[Any]:
+        """One command on every partition, pipelined (grouped per node in cluster mode)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p in range(self.partitions):
+                getattr(pipe, command)(key_of(self.partition_keys(p)), *args)
+            return await pipe.execute()
+
+    async def pending_counts(self) -> dict[str, int]:
+        rows = await self._per_partition("hgetall", lambda k: k.stats)
+        totals = dict.fromkeys(LANES, 0)
+        for row in rows:
+            for lane in LANES:
+                totals[lane] += int(_text(row.get(lane.encode(), b"0")) or 0)
+        return totals
+
+    async def open_handover_count(self) -> int:
+        return sum(await self._per_partition("zcard", lambda k: k.open))
+
+    async def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
+        rows = await self._per_partition("xrange", lambda k: k.dead, "-", "+", limit)
+        letters = []
+        for partition, entries in enumerate(rows):
+            for entry_id, fields in entries:
+                f = {_text(a): _text(b) for a, b in fields.items()}
+                letters.append(
+                    DeadLetter(
+                        id=_text(entry_id),
+                        partition=partition,
+                        lane=f.get("lane", ""),
+                        cid=f.get("cid", ""),
+                        reason=f.get("reason", ""),
+                        kind=f.get("k", ""),
+                        at_ms=int(f.get("at") or 0),
+                        data=orjson.loads(f["e"]) if f.get("e") else {},
+                    )
+                )
+        letters.sort(key=lambda d: d.id)
+        return letters
+
+    async def replay(self, letter: DeadLetter, now_ms: int) -> bool:
+        k = self.keys(letter.cid)
+        return bool(
+            await self._scripts["replay"](
+                keys=[k.dead, k.out(letter.lane), k.ready(letter.lane), k.stats],
+                args=[letter.id, letter.cid, letter.lane, now_ms],
+            )
+        )
+
+
+def body_digest(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()[:32]
+
+
+async def close_quietly(redis: AnyRedis) -> None:
+    try:
+        await redis.aclose()
+    except (OSError, asyncio.CancelledError, RuntimeError):
+        pass
