@@ -1,0 +1,668 @@
+"""A fake Slack Web API over real HTTP on 127.0.0.1, for slack-sdk's AsyncWebClient(base_url=fake.url).
+
+It keeps channels and threads in memory, answers with Slack's response shapes, records every call,
+and injects faults at runtime: 429 + Retry-After (a window, or a per-channel token bucket), HTTP 5xx,
+per-channel API errors, latency, and going away / coming back on the same port.
+
+slack-sdk sends chat.* as JSON and conversations.* / users.info as GET query strings; older callers send
+form bodies, and the token may come as `Authorization: Bearer` or a `token` field: all are accepted.
+Times recorded here (`at`) are time.monotonic() seconds at the moment the request was received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import math
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from aiohttp import web
+
+from tests.harness import HttpFake, wait_until
+
+__all__ = [
+    "BOT_ID",
+    "BOT_USER_ID",
+    "DEFAULT_TOKEN",
+    "DEFAULT_USERS",
+    "FakeSlack",
+    "SlackCall",
+    "SlackMessage",
+]
+
+DEFAULT_TOKEN = "xoxb-fake-bridge-token"
+BOT_USER_ID = "UBRIDGE"
+BOT_ID = "BBRIDGE"
+APP_ID = "ABRIDGE"
+TEAM_ID = "TFAKE0001"
+TEAM_NAME = "Fake Workspace"
+TEAM_URL = "https://fake-workspace.slack.com/"
+
+DEFAULT_USERS: dict[str, dict[str, Any]] = {
+    "UAGENT01": {"name": "alice", "real_name": "Alice Martin", "display_name": "Alice"},
+    "UAGENT02": {"name": "bob", "real_name": "Bob Dupont", "display_name": ""},
+}
+
+MAX_TEXT_CHARS = 40_000  # chat.postMessage: longer text → msg_too_long
+MAX_BLOCKS = 50  # per message
+MAX_SECTION_TEXT_CHARS = 3000  # section block text
+MAX_HEADER_TEXT_CHARS = 150  # header block text
+_JSON_FIELDS = ("blocks", "attachments", "metadata")  # sent as JSON strings inside form bodies
+
+
+class SlackCall(NamedTuple):
+    """One HTTP call as the fake saw it: `params` merges query, body and JSON fields (token removed)."""
+
+    method: str
+    params: dict[str, Any]
+    at: float  # time.monotonic() when received
+    status: int  # HTTP status returned
+    response: dict[str, Any]  # JSON body returned
+
+
+@dataclass
+class SlackMessage:
+    """A message held in a channel: what the bridge posted (or a test injected as a human)."""
+
+    channel: str
+    ts: str
+    text: str
+    at: float  # time.monotonic() when received
+    blocks: list[Any] | None = None
+    metadata: dict[str, Any] | None = None
+    thread_ts: str | None = None
+    user: str = BOT_USER_ID
+    bot_id: str | None = BOT_ID
+    reply_broadcast: bool = False
+    params: dict[str, Any] = field(default_factory=dict)  # the raw chat.postMessage params
+    edits: list[dict[str, Any]] = field(default_factory=list)  # chat.update params, in order
+
+    @property
+    def is_root(self) -> bool:
+        return self.thread_ts is None or self.thread_ts == self.ts
+
+    def to_api(
+        self, replies: list[SlackMessage] | None = None, parent_user: str | None = None
+    ) -> dict[str, Any]:
+        """Slack's JSON shape of this message (as in conversations.* and chat.* responses)."""
+        msg: dict[str, Any] = {"type": "message", "ts": self.ts, "user": self.user, "text": self.text}
+        if self.bot_id:
+            msg.update(bot_id=self.bot_id, app_id=APP_ID, team=TEAM_ID)
+        if self.blocks is not None:
+            msg["blocks"] = self.blocks
+        if self.metadata is not None:
+            msg["metadata"] = self.metadata
+        if self.edits:
+            msg["edited"] = {"user": self.user, "ts": self.edits[-1]["_edited_ts"]}
+        if not self.is_root:
+            msg["thread_ts"] = self.thread_ts
+            msg["parent_user_id"] = parent_user or BOT_USER_ID
+            if self.reply_broadcast:
+                msg["subtype"] = "thread_broadcast"
+        elif replies:
+            users = list(dict.fromkeys(r.user for r in replies))
+            msg.update(
+                thread_ts=self.ts,
+                reply_count=len(replies),
+                reply_users_count=len(users),
+                reply_users=users,
+                latest_reply=replies[-1].ts,
+                is_locked=False,
+                subscribed=False,
+            )
+        return msg
+
+
+@dataclass
+class _StatusFault:
+    status: int
+    error: str
+    until: float | None  # monotonic deadline, None = until cleared or `remaining` runs out
+    remaining: int | None
+    methods: frozenset[str] | None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def matches(self, method: str, now: float) -> bool:
+        if self.until is not None and now >= self.until:
+            return False
+        if self.remaining is not None and self.remaining <= 0:
+            return False
+        return self.methods is None or method in self.methods
+
+
+def _truthy(value: Any) -> bool:
+    return value in (True, 1, "1", "true", "True", "TRUE")
+
+
+def _ts_key(ts: Any) -> tuple[int, int]:
+    """Slack ts ("1700000000.000100") → sortable tuple; numbers and bare seconds accepted."""
+    text = str(ts)
+    sec, _, frac = text.partition(".")
+    return int(sec or 0), int((frac + "000000")[:6])
+
+
+def _cursor(offset: int) -> str:
+    return base64.b64encode(f"next_offset:{offset}".encode()).decode()
+
+
+def _offset(cursor: Any) -> int:
+    if not cursor:
+        return 0
+    try:
+        return int(base64.b64decode(str(cursor)).decode().rpartition(":")[2])
+    except ValueError:
+        return -1
+
+
+def _block_errors(blocks: Any) -> list[str]:
+    if not isinstance(blocks, list):
+        return ["must be an array"]
+    errors = []
+    if len(blocks) > MAX_BLOCKS:
+        errors.append(f"no more than {MAX_BLOCKS} items allowed [json-pointer:/blocks]")
+    for i, block in enumerate(blocks):
+        if not isinstance(block, dict) or "type" not in block:
+            errors.append(f"missing required field: type [json-pointer:/blocks/{i}]")
+            continue
+        text = block.get("text")
+        text = text.get("text", "") if isinstance(text, dict) else ""
+        if block["type"] == "section" and len(text) > MAX_SECTION_TEXT_CHARS:
+            errors.append(
+                f"must be at most {MAX_SECTION_TEXT_CHARS} characters [json-pointer:/blocks/{i}/text]"
+            )
+        if block["type"] == "header" and len(text) > MAX_HEADER_TEXT_CHARS:
+            errors.append(
+                f"must be at most {MAX_HEADER_TEXT_CHARS} characters [json-pointer:/blocks/{i}/text]"
+            )
+    return errors
+
+
+class FakeSlack(HttpFake):
+    """Fake Slack Web API. `url` is the slack-sdk base_url ("http://127.0.0.1:PORT/api/")."""
+
+    def __init__(
+        self, token: str | None = DEFAULT_TOKEN, users: Mapping[str, Mapping[str, Any]] | None = None
+    ) -> None:
+        super().__init__()
+        self.token = token  # None disables the auth check
+        self.users: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (users or DEFAULT_USERS).items()}
+        self.calls: list[SlackCall] = []
+        self.channels: dict[str, list[SlackMessage]] = {}
+        self.ephemerals: list[dict[str, Any]] = []
+        self.rate_violations = 0
+        self.rate_violations_by_channel: dict[str, int] = {}
+        self._last_ts = (0, 0)
+        self.reset_faults()
+
+    # -- server ----------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"{self.base_url}/api/"
+
+    def make_app(self) -> web.Application:
+        app = web.Application(client_max_size=8 * 1024 * 1024)
+        app.router.add_route("*", "/api/{method}", self._handle)
+        return app
+
+    # -- fault injection (all runtime-settable) --------------------------------------------------
+
+    def reset_faults(self) -> None:
+        """Clear every injected fault (429 window, rate enforcement, 5xx, channel errors, latency)."""
+        self._status_faults: list[_StatusFault] = []
+        self._channel_errors: dict[str, str] = {}
+        self._delay_s = 0.0
+        self._delay_methods: frozenset[str] | None = None
+        self._rate_per_s: float | None = None
+        self._rate_burst = 1.0
+        self._rate_tolerance_s = 0.0
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def reset_counters(self) -> None:
+        """Forget recorded calls and rate violations (messages stay)."""
+        self.calls.clear()
+        self.rate_violations = 0
+        self.rate_violations_by_channel.clear()
+        self._buckets.clear()
+
+    def reset(self) -> None:
+        """Everything back to a fresh fake: faults, counters, channels, ephemerals."""
+        self.reset_faults()
+        self.reset_counters()
+        self.channels.clear()
+        self.ephemerals.clear()
+
+    def rate_limit_for(
+        self, seconds: float, retry_after: int = 1, *, methods: Iterable[str] | None = None
+    ) -> None:
+        """Every call (or only `methods`) answers HTTP 429, Retry-After: retry_after, for `seconds`."""
+        self._status_faults.append(
+            _StatusFault(
+                status=429,
+                error="ratelimited",
+                until=time.monotonic() + seconds,
+                remaining=None,
+                methods=frozenset(methods) if methods is not None else None,
+                headers={"Retry-After": str(int(retry_after))},
+            )
+        )
+
+    def enforce_rate(
+        self, per_channel_per_s: float = 1.0, burst: float = 1.0, *, tolerance_s: float = 0.0
+    ) -> None:
+        """chat.postMessage faster than `per_channel_per_s` (token bucket of `burst`) gets 429 + Retry-After.
+
+        Each rejected post adds one to rate_violations (and rate_violations_by_channel[channel]).
+        tolerance_s forgives a post arriving that much too early (network jitter). Rate <= 0 disables.
+        """
+        self._rate_per_s = per_channel_per_s if per_channel_per_s > 0 else None
+        self._rate_burst = max(1.0, float(burst))
+        self._rate_tolerance_s = tolerance_s
+        self._buckets.clear()
+
+    def fail_with_status(
+        self,
+        status: int = 500,
+        for_s: float | None = None,
+        *,
+        times: int | None = None,
+        methods: Iterable[str] | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Answer HTTP `status` for `for_s` seconds, or the next `times` calls, or until reset_faults()."""
+        self._status_faults.append(
+            _StatusFault(
+                status=status,
+                error=error or ("service_unavailable" if status == 503 else "fatal_error"),
+                until=time.monotonic() + for_s if for_s is not None else None,
+                remaining=times,
+                methods=frozenset(methods) if methods is not None else None,
+            )
+        )
+
+    def fail_channel(self, channel: str, error: str | None = "channel_not_found") -> None:
+        """HTTP 200 {"ok": false, "error": error} for every call naming `channel`; error=None clears it."""
+        if error is None:
+            self._channel_errors.pop(channel, None)
+        else:
+            self._channel_errors[channel] = error
+
+    def delay(self, seconds: float, *, methods: Iterable[str] | None = None) -> None:
+        """Add `seconds` of latency before answering each call (or only `methods`); 0 clears."""
+        self._delay_s = max(0.0, seconds)
+        self._delay_methods = frozenset(methods) if methods is not None else None
+
+    # -- state helpers for tests -----------------------------------------------------------------
+
+    def add_user(
+        self, user_id: str, name: str, real_name: str = "", display_name: str = "", **extra: Any
+    ) -> None:
+        self.users[user_id] = {"name": name, "real_name": real_name, "display_name": display_name, **extra}
+
+    def add_message(
+        self, channel: str, text: str, *, user: str = "UAGENT01", thread_ts: str | None = None, **extra: Any
+    ) -> SlackMessage:
+        """Inject a message as a human would write it (e.g. an agent's reply in a thread)."""
+        msg = SlackMessage(
+            channel=channel,
+            ts=self._next_ts(),
+            text=text,
+            at=time.monotonic(),
+            thread_ts=thread_ts,
+            user=user,
+            bot_id=None,
+            **extra,
+        )
+        self.channels.setdefault(channel, []).append(msg)
+        return msg
+
+    def messages(self, channel: str) -> list[SlackMessage]:
+        """Every message of `channel` in the order received (roots and replies)."""
+        return list(self.channels.get(channel, []))
+
+    def message(self, channel: str, ts: str) -> SlackMessage | None:
+        return next((m for m in self.channels.get(channel, []) if m.ts == ts), None)
+
+    def posts(self, channel: str | None = None) -> list[SlackMessage]:
+        """Messages created by successful chat.postMessage calls, in the order received."""
+        chans = [channel] if channel is not None else list(self.channels)
+        out = [m for c in chans for m in self.channels.get(c, []) if m.bot_id == BOT_ID]
+        return sorted(out, key=lambda m: _ts_key(m.ts))
+
+    def roots(self, channel: str | None = None) -> list[SlackMessage]:
+        """Top-level posts (thread parents), oldest first."""
+        return [m for m in self.posts(channel) if m.is_root]
+
+    def replies(self, channel: str, ts: str) -> list[SlackMessage]:
+        """Replies in the thread rooted at `ts`, oldest first (any author)."""
+        return [m for m in self.channels.get(channel, []) if not m.is_root and m.thread_ts == ts]
+
+    def thread(self, channel: str, ts: str) -> list[str]:
+        """Texts of the thread: root first, then replies oldest → newest."""
+        root = self.message(channel, ts)
+        head = [root.text] if root is not None else []
+        return head + [m.text for m in self.replies(channel, ts)]
+
+    def calls_to(self, method: str) -> list[SlackCall]:
+        return [c for c in self.calls if c.method == method]
+
+    async def wait_for_posts(
+        self, count: int, channel: str | None = None, timeout_s: float = 5.0
+    ) -> list[SlackMessage]:
+        """Wait (bounded) until at least `count` successful posts exist, then return them."""
+        await wait_until(lambda: len(self.posts(channel)) >= count, timeout_s)
+        return self.posts(channel)
+
+    # -- request handling ------------------------------------------------------------------------
+
+    def _next_ts(self) -> str:
+        now = time.time()
+        key = (int(now), int((now % 1) * 1_000_000))
+        if key <= self._last_ts:
+            sec, micro = self._last_ts
+            key = (sec + 1, 0) if micro >= 999_999 else (sec, micro + 1)
+        self._last_ts = key
+        return f"{key[0]}.{key[1]:06d}"
+
+    async def _read_params(self, request: web.Request) -> tuple[dict[str, Any], str | None, str | None]:
+        """Merge query + body into params; return (params, token, error)."""
+        params: dict[str, Any] = dict(request.query)
+        error = None
+        if request.can_read_body:
+            if request.content_type == "application/json":
+                try:
+                    body = await request.json()
+                except ValueError:
+                    body, error = None, "invalid_json"
+                if isinstance(body, dict):
+                    params.update(body)
+                elif error is None:
+                    error = "json_not_object"
+            elif request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+                form = await request.post()
+                params.update({k: v for k, v in form.items() if isinstance(v, str)})
+        for key in _JSON_FIELDS:
+            if isinstance(params.get(key), str) and params[key]:
+                try:
+                    params[key] = json.loads(params[key])
+                except ValueError:
+                    error = error or "invalid_json"
+        token = params.pop("token", None)
+        auth = request.headers.get("Authorization", "")
+        if auth.startswith("Bearer "):
+            token = auth[len("Bearer ") :].strip()
+        return params, token, error
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        received = time.monotonic()
+        method = request.match_info["method"]
+        params, token, parse_error = await self._read_params(request)
+        if self._delay_s > 0 and (self._delay_methods is None or method in self._delay_methods):
+            await asyncio.sleep(self._delay_s)
+        status, body, headers = self._answer(method, params, token, parse_error, received)
+        self.calls.append(SlackCall(method, params, received, status, body))
+        return web.json_response(body, status=status, headers=headers)
+
+    def _answer(
+        self, method: str, params: dict[str, Any], token: str | None, parse_error: str | None, now: float
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        for fault in self._status_faults:
+            if fault.matches(method, now):
+                if fault.remaining is not None:
+                    fault.remaining -= 1
+                return fault.status, {"ok": False, "error": fault.error}, dict(fault.headers)
+        handler = self._methods.get(method)
+        if handler is None:
+            return 200, {"ok": False, "error": "unknown_method", "req_method": method}, {}
+        if self.token is not None and token != self.token:
+            return 200, {"ok": False, "error": "invalid_auth"}, {}  # missing or wrong token alike
+        if parse_error:
+            return 200, {"ok": False, "error": parse_error}, {}
+        if method == "chat.postMessage" and self._rate_per_s is not None:
+            retry_after = self._take_token(str(params.get("channel", "")), now)
+            if retry_after is not None:
+                headers = {"Retry-After": str(retry_after)}
+                return 429, {"ok": False, "error": "ratelimited"}, headers
+        channel = params.get("channel")
+        if channel is not None and channel in self._channel_errors:
+            return 200, {"ok": False, "error": self._channel_errors[channel]}, {}
+        return 200, handler(self, params, now), {}
+
+    def _take_token(self, channel: str, now: float) -> int | None:
+        """Token bucket per channel: None when allowed, else the Retry-After seconds."""
+        rate = self._rate_per_s
+        assert rate is not None
+        tokens, last = self._buckets.get(channel, (self._rate_burst, now))
+        tokens = min(self._rate_burst, tokens + (now - last) * rate)
+        if tokens >= 1.0 - self._rate_tolerance_s * rate:
+            self._buckets[channel] = (max(0.0, tokens - 1.0), now)
+            return None
+        self._buckets[channel] = (tokens, now)
+        self.rate_violations += 1
+        self.rate_violations_by_channel[channel] = self.rate_violations_by_channel.get(channel, 0) + 1
+        return max(1, math.ceil((1.0 - tokens) / rate))
+
+    # -- Slack methods ---------------------------------------------------------------------------
+
+    def _parent_user(self, channel: str, thread_ts: str | None) -> str | None:
+        root = self.message(channel, thread_ts) if thread_ts else None
+        return root.user if root is not None else None
+
+    def _api(self, msg: SlackMessage) -> dict[str, Any]:
+        replies = self.replies(msg.channel, msg.ts) if msg.is_root else None
+        return msg.to_api(replies, self._parent_user(msg.channel, msg.thread_ts))
+
+    def _auth_test(self, params: dict[str, Any], now: float) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "url": TEAM_URL,
+            "team": TEAM_NAME,
+            "user": "bridge",
+            "team_id": TEAM_ID,
+            "user_id": BOT_USER_ID,
+            "bot_id": BOT_ID,
+            "is_enterprise_install": False,
+        }
+
+    def _validate_post(self, params: dict[str, Any]) -> dict[str, Any] | None:
+        if not params.get("channel"):
+            return {"ok": False, "error": "channel_not_found"}
+        text = params.get("text")
+        if not text and not params.get("blocks") and not params.get("attachments"):
+            return {"ok": False, "error": "no_text"}
+        if isinstance(text, str) and len(text) > MAX_TEXT_CHARS:
+            return {"ok": False, "error": "msg_too_long"}
+        if "blocks" in params and params["blocks"] is not None:
+            errors = _block_errors(params["blocks"])
+            if errors:
+                return {"ok": False, "error": "invalid_blocks", "errors": errors}
+        metadata = params.get("metadata")
+        if metadata is not None and not (
+            isinstance(metadata, dict)
+            and isinstance(metadata.get("event_type"), str)
+            and isinstance(metadata.get("event_payload"), dict)
+        ):
+            return {"ok": False, "error": "invalid_metadata_format"}
+        return None
+
+    def _chat_post_message(self, params: dict[str, Any], now: float) -> dict[str, Any]:
+        error = self._validate_post(params)
+        if error is not None:
+            return error
+        channel = str(params["channel"])
+        thread_ts = params.get("thread_ts") or None
+        if thread_ts is not None:
+            parent = self.message(channel, str(thread_ts))
+            if parent is not None and not parent.is_root:  # replying to a reply threads under its parent
+                thread_ts = parent.thread_ts
+        msg = SlackMessage(
+            channel=channel,
+            ts=self._next_ts(),
+            text=str(params.get("text") or ""),
+            at=now,
+            blocks=params.get("blocks"),
+            metadata=params.get("metadata"),
+            thread_ts=str(thread_ts) if thread_ts is not None else None,
+            reply_broadcast=_truthy(params.get("reply_broadcast")),
+            params=dict(params),
+        )
+        self.channels.setdefault(channel, []).append(msg)
+        return {"ok": True, "channel": channel, "ts": msg.ts, "message": self._api(msg)}
+
+    def _chat_update(self, params: dict[str, Any], now: float) -> dict[str, Any]:
+        channel = str(params.get("channel") or "")
+        if not channel:
+            return {"ok": False, "error": "channel_not_found"}
+        msg = self.message(channel, str(params.get("ts") or ""))
+        if msg is None:
+            return {"ok": False, "error": "message_not_found"}
+        if msg.bot_id != BOT_ID:
+            return {"ok": False, "error": "cant_update_message"}
+        text = params.get("text")
+        if isinstance(text, str) and len(text) > MAX_TEXT_CHARS:
+            return {"ok": False, "error": "msg_too_long"}
+        if params.get("blocks") is not None:
+            errors = _block_errors(params["blocks"])
+            if errors:
+                return {"ok": False, "error": "invalid_blocks", "errors": errors}
+        if text is not None:
+            msg.text = str(text)
+        if "blocks" in params:
+            msg.blocks = params["blocks"] or None
+        if params.get("metadata") is not None:
+            msg.metadata = params["metadata"]
+        msg.edits.append({**params, "_edited_ts": self._next_ts(), "_at": now})
+        return {"ok": True, "channel": channel, "ts": msg.ts, "text": msg.text, "message": self._api(msg)}
+
+    def _page(
+        self, items: list[dict[str, Any]], params: dict[str, Any], default_limit: int
+    ) -> dict[str, Any]:
+        try:
+            limit = int(params.get("limit") or default_limit)
+        except ValueError:
+            limit = default_limit
+        limit = max(1, min(limit, 1000))
+        start = _offset(params.get("cursor"))
+        if start < 0:
+            return {"ok": False, "error": "invalid_cursor"}
+        page = items[start : start + limit]
+        more = start + limit < len(items)
+        return {
+            "ok": True,
+            "messages": page,
+            "has_more": more,
+            "response_metadata": {"next_cursor": _cursor(start + limit) if more else ""},
+        }
+
+    @staticmethod
+    def _in_window(ts: str, params: dict[str, Any]) -> bool:
+        inclusive = _truthy(params.get("inclusive"))
+        key = _ts_key(ts)
+        if params.get("oldest") not in (None, ""):
+            oldest = _ts_key(params["oldest"])
+            if key < oldest or (key == oldest and not inclusive):
+                return False
+        if params.get("latest") not in (None, ""):
+            latest = _ts_key(params["latest"])
+            if key > latest or (key == latest and not inclusive):
+                return False
+        return True
+
+    def _conversations_replies(self, params: dict[str, Any], now: float) -> dict[str, Any]:
+        channel = str(params.get("channel") or "")
+        if not channel:
+            return {"ok": False, "error": "channel_not_found"}
+        msg = self.message(channel, str(params.get("ts") or ""))
+        if msg is None:
+            return {"ok": False, "error": "thread_not_found"}
+        if not msg.is_root:  # Slack answers a reply's ts with just that reply
+            return {"ok": True, "messages": [self._api(msg)], "has_more": False}
+        items = [self._api(msg)] + [
+            self._api(r) for r in self.replies(channel, msg.ts) if self._in_window(r.ts, params)
+        ]
+        return self._page(items, params, default_limit=1000)
+
+    def _conversations_history(self, params: dict[str, Any], now: float) -> dict[str, Any]:
+        channel = str(params.get("channel") or "")
+        if not channel:
+            return {"ok": False, "error": "channel_not_found"}
+        top = [m for m in self.channels.get(channel, []) if m.is_root or m.reply_broadcast]
+        top = [m for m in top if self._in_window(m.ts, params)]
+        top.sort(key=lambda m: _ts_key(m.ts), reverse=True)
+        page = self._page([self._api(m) for m in top], params, default_limit=100)
+        if page["ok"]:
+            page.update(pin_count=0, channel_actions_ts=None, channel_actions_count=0)
+        return page
+
+    def _users_info(self, params: dict[str, Any], now: float) -> dict[str, Any]:
+        user_id = str(params.get("user") or "")
+        if user_id == BOT_USER_ID:
+            spec: dict[str, Any] = {"name": "bridge", "real_name": "Handover Bridge", "is_bot": True}
+        elif user_id in self.users:
+            spec = dict(self.users[user_id])
+        else:
+            return {"ok": False, "error": "user_not_found"}
+        name = spec.pop("name", user_id.lower())
+        real_name = spec.pop("real_name", "")
+        display_name = spec.pop("display_name", "")
+        profile_extra = spec.pop("profile", {})
+        profile = {
+            "real_name": real_name,
+            "real_name_normalized": real_name,
+            "display_name": display_name,
+            "display_name_normalized": display_name,
+            "avatar_hash": "g0000000000",
+            "image_48": f"https://avatars.example.invalid/{user_id}_48.png",
+            "image_72": f"https://avatars.example.invalid/{user_id}_72.png",
+            "status_text": "",
+            "status_emoji": "",
+            "team": TEAM_ID,
+            **profile_extra,
+        }
+        user = {
+            "id": user_id,
+            "team_id": TEAM_ID,
+            "name": name,
+            "deleted": False,
+            "color": "9f69e7",
+            "real_name": real_name,
+            "tz": "Europe/Paris",
+            "tz_label": "Central European Time",
+            "tz_offset": 3600,
+            "profile": profile,
+            "is_admin": False,
+            "is_owner": False,
+            "is_primary_owner": False,
+            "is_restricted": False,
+            "is_ultra_restricted": False,
+            "is_bot": False,
+            "is_app_user": False,
+            "updated": 1700000000,
+            **spec,
+        }
+        return {"ok": True, "user": user}
+
+    def _chat_post_ephemeral(self, params: dict[str, Any], now: float) -> dict[str, Any]:
+        if not params.get("channel"):
+            return {"ok": False, "error": "channel_not_found"}
+        if not params.get("user"):
+            return {"ok": False, "error": "user_not_in_channel"}
+        if not params.get("text") and not params.get("blocks") and not params.get("attachments"):
+            return {"ok": False, "error": "no_text"}
+        ts = self._next_ts()
+        self.ephemerals.append({**params, "message_ts": ts, "_at": now})
+        return {"ok": True, "message_ts": ts}
+
+    _methods: dict[str, Any] = {
+        "auth.test": _auth_test,
+        "chat.postMessage": _chat_post_message,
+        "chat.update": _chat_update,
+        "chat.postEphemeral": _chat_post_ephemeral,
+        "conversations.replies": _conversations_replies,
+        "conversations.history": _conversations_history,
+        "users.info": _users_info,
+    }
