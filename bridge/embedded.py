@@ -29,7 +29,19 @@ __all__ = ["EmbeddedValkey", "EmbeddedValkeyError", "free_port"]
 
 # valkey-server listens on PORT and, in cluster mode, on PORT + 10000 for the cluster bus.
 _CLUSTER_BUS_OFFSET = 10000
-_CLUSTER_PORT_RANGE = (20000, 45000)
+_CLUSTER_PORT_LOW = 10000
+
+
+def _cluster_port_range() -> tuple[int, int]:
+    """Ports whose PORT and PORT+10000 both sit below the kernel's ephemeral range, so outgoing
+    connections (which take ephemeral ports at any moment) never steal a cluster bus port."""
+    ephemeral_low = 32768
+    with contextlib.suppress(OSError, ValueError):
+        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    high = ephemeral_low - 1 - _CLUSTER_BUS_OFFSET
+    return (_CLUSTER_PORT_LOW, high) if high > _CLUSTER_PORT_LOW + 1000 else (20000, 45000)
+
+
 # Ports handed out recently by free_port(): never hand the same one twice in a row, even if the
 # first caller has not bound it yet.
 _ISSUED: deque[int] = deque(maxlen=512)
@@ -52,8 +64,8 @@ def _bindable(host: str, port: int) -> bool:
 def free_port(host: str = "127.0.0.1", *, cluster_bus: bool = False) -> int:
     """A TCP port nobody listens on right now (sync, so session fixtures and bench scripts can use it).
 
-    cluster_bus=True also requires PORT + 10000 to be free (valkey's cluster bus port), so the port is
-    picked in 20000-45000 instead of the kernel's ephemeral range (which would overflow 65535).
+    cluster_bus=True also requires PORT + 10000 to be free (valkey's cluster bus port); both are picked
+    below the kernel's ephemeral range (10000-22767 on a default Linux), where nothing binds by chance.
     """
     if not cluster_bus:
         for _ in range(50):
@@ -64,7 +76,7 @@ def free_port(host: str = "127.0.0.1", *, cluster_bus: bool = False) -> int:
                 _ISSUED.append(port)
                 return port
         raise OSError("no free TCP port found")
-    low, high = _CLUSTER_PORT_RANGE
+    low, high = _cluster_port_range()
     for _ in range(500):
         port = random.randint(low, high)
         if port in _ISSUED:
@@ -77,7 +89,11 @@ def free_port(host: str = "127.0.0.1", *, cluster_bus: bool = False) -> int:
 
 def _die_with_parent() -> Callable[[], None] | None:
     """preexec_fn asking Linux to SIGTERM the child when we die, so a crashed or SIGKILLed bridge
-    (or test run) never leaves an orphan valkey-server holding its port and data dir."""
+    (or test run) never leaves an orphan valkey-server holding its port and data dir.
+
+    Linux ties this to the spawning *thread*: call start() from a long-lived thread (the event loop's),
+    never from a short-lived worker thread, or the server is terminated when that thread ends.
+    """
     if not sys.platform.startswith("linux"):
         return None
     try:

@@ -141,16 +141,12 @@ class ValkeyCluster:
             raise RuntimeError("cluster already started")
         deadline = time.monotonic() + timeout_s
         ports = [free_port(HOST, cluster_bus=True) for _ in range(self._primaries * 2)]
-        self.primary_ports = ports[: self._primaries]
-        self.replica_ports = ports[self._primaries :]
-        for port in ports:
-            self.nodes[port] = EmbeddedValkey(
-                self.base_dir / f"node-{port}", port=port, appendonly=False, extra_args=self._node_args(port)
-            )
         try:
             results = await asyncio.gather(
-                *(node.start(timeout_s=10) for node in self.nodes.values()), return_exceptions=True
+                *(self._launch(ports, i) for i in range(len(ports))), return_exceptions=True
             )
+            self.primary_ports = ports[: self._primaries]
+            self.replica_ports = ports[self._primaries :]
             for result in results:  # all starts settled before we raise: nothing left half-started
                 if isinstance(result, BaseException):
                     raise result
@@ -159,6 +155,23 @@ class ValkeyCluster:
             await self.stop()
             raise
         return self.seed_url
+
+    async def _launch(self, ports: list[int], index: int, attempts: int = 3) -> None:
+        """Start node `index`; if its port (or bus port) was taken meanwhile, move it to a fresh one."""
+        for attempt in range(attempts):
+            port = ports[index]
+            node = EmbeddedValkey(
+                self.base_dir / f"node-{port}", port=port, appendonly=False, extra_args=self._node_args(port)
+            )
+            self.nodes[port] = node  # registered before start: stop() must reach it whatever happens
+            try:
+                await node.start(timeout_s=10)
+                return
+            except EmbeddedValkeyError as e:
+                if "already in use" not in str(e) or attempt == attempts - 1:
+                    raise
+                del self.nodes[port]
+                ports[index] = free_port(HOST, cluster_bus=True)
 
     async def _form(self, deadline: float) -> None:
         for epoch, (port, (first, last)) in enumerate(zip(self.primary_ports, SLOT_RANGES, strict=True), 1):
