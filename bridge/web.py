@@ -73,7 +73,7 @@ async def smartly_hook(request: web.Request) -> web.Response:
         log.warning("webhook_rejected", status=e.status, reason=e.message, missing=e.missing)
         extra = {"missing": e.missing} if e.missing else {}
         return error(e.status, e.message, **extra)
-    fields = {"event": event.event, "skill_id": event.skill_id, "client_id": event.client_id}
+    fields = {"smartly_event": event.event, "skill_id": event.skill_id, "client_id": event.client_id}
     try:
         result, decision = await bridge.handover.record(event, body_digest(body))
         if bridge.wait_replicas:
