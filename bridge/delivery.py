@@ -14,7 +14,7 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -28,7 +28,7 @@ from .config import DeliverySection
 from .metrics import Metrics
 from .replies import ReplyError, ReplySender
 from .slack_api import SlackApi, SlackFailure
-from .store import REPLY, SLACK, OutboxEntry, Store
+from .store import REPLY, SLACK, OutboxEntry, Store, stream_id_key
 
 log = structlog.get_logger("bridge.delivery")
 
@@ -49,11 +49,6 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-def _stream_id(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms or 0), int(seq or 0)
-
-
 def iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -65,14 +60,27 @@ class Retry(Exception):
     due_ms: int
 
 
+def lease_lost(lane: str, cid: str, entry: str) -> Retry:
+    """Our lease expired (a post outlasted it) and another worker may be delivering this conversation
+    now: carrying on beside it could post lines twice or out of order, so give the conversation up."""
+    log.warning("delivery_lease_lost", lane=lane, cid=cid, entry=entry)
+    return Retry(now_ms())
+
+
 class Lane:
     """Delivers one conversation's entries for one destination."""
 
     name: str
+    # Set on shutdown: a post in flight finishes and is committed, nothing new starts.
+    stopping: bool = False
 
     async def deliver(self, cid: str, worker: str) -> int | None:
         """Deliver what is pending; None when the outbox is empty, else when to come back (ms)."""
         raise NotImplementedError
+
+    def hand_back_if_stopping(self) -> None:
+        if self.stopping:
+            raise Retry(now_ms())
 
 
 @dataclass
@@ -111,6 +119,7 @@ class SlackLane(Lane):
     async def deliver(self, cid: str, worker: str) -> int | None:
         store = self.ctx.store
         while True:
+            self.hand_back_if_stopping()
             conv, entries = await store.fetch(SLACK, cid, FETCH_LIMIT)
             if not entries:
                 return None
@@ -165,24 +174,22 @@ class SlackLane(Lane):
         if not await self._wait_for_token(channel):
             return
         text, blocks = slack_format.root_message(head.data)
-        await self.ctx.store.mark_inflight(SLACK, cid, f"{head.id} {head.id} {now_ms()}")
+        await self._mark_inflight(cid, worker, head.id, head.id)
         ts = await self.slack.post(channel, text, blocks=blocks, marker=self._marker(cid, head.id, head.id))
         await self._root_posted(cid, worker, head, channel, ts)
 
     async def _root_posted(self, cid: str, worker: str, head: OutboxEntry, channel: str, ts: str) -> None:
-        store = self.ctx.store
-        await store.map_thread(channel, ts, cid)
-        await store.commit(
-            SLACK, cid, worker, [head.id], lease_ms=self._lease_ms(), now_ms=now_ms(),
-            root=(head.hid, channel, ts), replies=self.ctx.replies_enabled,
-        )
+        await self.ctx.store.map_thread(channel, ts, cid)
         self._observe([head])
         log.info("handover_thread_opened", cid=cid, channel=channel, thread_ts=ts, hid=head.hid)
+        await self._commit(
+            cid, worker, [head.id], root=(head.hid, channel, ts), replies=self.ctx.replies_enabled
+        )
 
     async def _update_root(self, cid: str, worker: str, head: OutboxEntry, channel: str, ts: str) -> None:
         text, blocks = slack_format.root_message(head.data)
         await self.slack.update(channel, ts, text, blocks)
-        await self.ctx.store.commit(SLACK, cid, worker, [head.id], lease_ms=self._lease_ms(), now_ms=now_ms())
+        await self._commit(cid, worker, [head.id])
 
     async def _post_lines(
         self, cid: str, worker: str, entries: list[OutboxEntry], channel: str, thread_ts: str
@@ -197,10 +204,25 @@ class SlackLane(Lane):
             run.append(entry)
         chunk = slack_format.pack([(e.id, self._text(e)) for e in run], self.ctx.settings().max_message_chars)[0]
         first, last = chunk.ids[0], chunk.ids[-1]
-        await self.ctx.store.mark_inflight(SLACK, cid, f"{first} {last} {now_ms()}")
+        await self._mark_inflight(cid, worker, first, last)
         await self.slack.post(channel, chunk.text, thread_ts=thread_ts, marker=self._marker(cid, first, last))
-        await self.ctx.store.commit(SLACK, cid, worker, chunk.ids, lease_ms=self._lease_ms(), now_ms=now_ms())
         self._observe(run[: len(chunk.ids)])
+        await self._commit(cid, worker, chunk.ids)
+
+    async def _mark_inflight(self, cid: str, worker: str, first: str, last: str) -> None:
+        """Note the post about to start (renewing the lease), or give up the conversation when the
+        lease has passed to another worker: posting now could duplicate or reorder its thread."""
+        marker = f"{first} {last} {now_ms()}"
+        if not await self.ctx.store.mark_inflight(SLACK, cid, worker, marker, lease_ms=self._lease_ms()):
+            raise lease_lost(SLACK, cid, first)
+
+    async def _commit(self, cid: str, worker: str, ids: Sequence[str], **root: Any) -> None:
+        """Drop what Slack accepted; stop here when the lease turned out to be gone meanwhile."""
+        held = await self.ctx.store.commit(
+            SLACK, cid, worker, ids, lease_ms=self._lease_ms(), now_ms=now_ms(), **root
+        )
+        if not held:
+            raise lease_lost(SLACK, cid, ids[-1])
 
     @staticmethod
     def _marker(cid: str, first: str, last: str) -> dict[str, str]:
@@ -238,8 +260,8 @@ class SlackLane(Lane):
         if head.kind == "root":
             await self._root_posted(cid, worker, head, channel, ts)
         else:
-            ids = [e.id for e in entries if _stream_id(first) <= _stream_id(e.id) <= _stream_id(last)]
-            await self.ctx.store.commit(SLACK, cid, worker, ids, lease_ms=self._lease_ms(), now_ms=now_ms())
+            low, high = stream_id_key(first), stream_id_key(last)
+            await self._commit(cid, worker, [e.id for e in entries if low <= stream_id_key(e.id) <= high])
         return True
 
     def _lease_ms(self) -> int:
@@ -265,6 +287,7 @@ class ReplyLane(Lane):
     async def deliver(self, cid: str, worker: str) -> int | None:
         store = self.ctx.store
         while True:
+            self.hand_back_if_stopping()
             _, entries = await store.fetch(REPLY, cid, 20)
             if not entries:
                 return None
@@ -282,10 +305,10 @@ class ReplyLane(Lane):
                     raise Retry(now_ms() + int(e.retry_after_s * 1000)) from e
                 raise await self.ctx.retry_later(REPLY, cid, e.reason) from e
             self.ctx.metrics.reply_requests.labels(kind, "ok").inc()
-            await store.commit(
-                REPLY, cid, worker, [head.id], lease_ms=int(self.ctx.settings().lease_s * 1000), now_ms=now_ms()
-            )
             log.info("reply_delivered", cid=cid, type=kind, thread_ts=body.get("thread_ts"))
+            lease_ms = int(self.ctx.settings().lease_s * 1000)
+            if not await store.commit(REPLY, cid, worker, [head.id], lease_ms=lease_ms, now_ms=now_ms()):
+                raise lease_lost(REPLY, cid, head.id)
 
     async def _name(self, user_id: str) -> str | None:
         if not user_id:
@@ -304,8 +327,11 @@ class ReplyLane(Lane):
     async def _body(self, cid: str, entry: OutboxEntry) -> dict[str, Any]:
         body = dict(entry.data)
         agent = body.get("agent")
-        if isinstance(agent, dict) and agent.get("slack_user_id") and not agent.get("name"):
-            agent["name"] = await self._name(agent["slack_user_id"]) or agent["slack_user_id"]
+        if isinstance(agent, dict) and agent.get("slack_user_id"):
+            # users.info for every kind, so one agent has one name in replies and notifications alike
+            # (a button click only carries the Slack username).
+            uid = agent["slack_user_id"]
+            agent["name"] = await self._name(uid) or agent.get("name") or uid
         if not body.get("thread_ts"):
             thread = await self.ctx.store.thread_of(cid, entry.hid)
             body["thread_ts"] = thread[1] if thread else None
@@ -373,7 +399,11 @@ class Deliverer:
                     for cid in await self.store.claim_due(
                         lane.name, partition, self.worker, now_ms(), int(s.lease_s * 1000), free
                     ):
-                        active[cid] = asyncio.create_task(self._run(lane, cid))
+                        # Our own lease ran out while a post of ours was slow, and we took it again:
+                        # the running task keeps the conversation (every worker here shares one id,
+                        # so a second task would pass every lease check beside the first).
+                        if cid not in active:
+                            active[cid] = asyncio.create_task(self._run(lane, cid))
             except RedisError as e:
                 self.metrics.redis_errors.labels("claim").inc()
                 log.warning("claim_failed", lane=lane.name, error=type(e).__name__)
@@ -419,8 +449,11 @@ class Deliverer:
         asyncio.get_running_loop().call_later(delay, self.wake, lane, partition)
 
     async def stop(self, grace_s: float) -> None:
-        """Stop claiming, let in-flight deliveries finish for up to `grace_s`, then hand the rest back."""
+        """Stop claiming, let in-flight posts finish (and be committed) for up to `grace_s`, and hand
+        every conversation back as soon as its current post is done: the next process carries on."""
         self._stopping = True
+        for lane in self.lanes:
+            lane.stopping = True
         for event in self._events.values():
             event.set()
         for loop in self._loops:

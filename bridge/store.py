@@ -198,6 +198,7 @@ class Store:
             "commit",
             "bury",
             "replay",
+            "mark_inflight",
             "take_token",
             "pause_channel",
             "agent_message",
@@ -315,8 +316,14 @@ class Store:
             )
         return conv, entries
 
-    async def mark_inflight(self, lane: str, cid: str, marker: str) -> None:
-        await self.redis.hset(self.keys(cid).conv, f"inflight:{lane}", marker)
+    async def mark_inflight(self, lane: str, cid: str, worker: str, marker: str, *, lease_ms: int) -> bool:
+        """Record the post about to start and renew the lease; False when `worker` lost its lease
+        (then it must not post: another worker may be delivering the same entries)."""
+        k = self.keys(cid)
+        marked = await self._scripts["mark_inflight"](
+            keys=[k.conv, k.lease(lane)], args=[worker, lease_ms, lane, marker]
+        )
+        return bool(marked)
 
     async def bump_attempts(self, lane: str, cid: str) -> int:
         return int(await self.redis.hincrby(self.keys(cid).conv, f"attempts:{lane}", 1))
@@ -512,7 +519,7 @@ class Store:
                         data=orjson.loads(f["e"]) if f.get("e") else {},
                     )
                 )
-        letters.sort(key=lambda d: d.id)
+        letters.sort(key=lambda d: stream_id_key(d.id))  # burial order: "…-10" after "…-9"
         return letters
 
     async def replay(self, letter: DeadLetter, now_ms: int) -> bool:
@@ -523,6 +530,12 @@ class Store:
                 args=[letter.id, letter.cid, letter.lane, now_ms],
             )
         )
+
+
+def stream_id_key(entry_id: str) -> tuple[int, int]:
+    """A stream id ("<ms>-<seq>") as numbers, so ids sort in the order Redis assigned them."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms or 0), int(seq or 0)
 
 
 def body_digest(body: bytes) -> str:

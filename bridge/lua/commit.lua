@@ -1,15 +1,18 @@
 -- After Slack (or the reply endpoint) accepted a delivery: drop the delivered entries, clear the
 -- in-flight marker and the retry count, record where a new root landed, renew the lease.
+-- A worker whose lease expired meanwhile still drops what it delivered, but leaves the marker and
+-- retry count alone (they belong to the worker now holding the lease) and learns it from the 0.
 -- KEYS: conv, out, lease, stats, out_reply, ready_reply
 -- ARGV: worker, lease_ms, lane, root_hid|'', root_channel, root_ts, replies ('1'|'0'), now, cid, ids...
 local conv, lane = KEYS[1], ARGV[3]
+local held = redis.call('GET', KEYS[3]) == ARGV[1]
 local ids = {}
 for i = 10, #ARGV do ids[#ids + 1] = ARGV[i] end
 if #ids > 0 then
   local removed = redis.call('XDEL', KEYS[2], unpack(ids))
   redis.call('HINCRBY', KEYS[4], lane, -removed)
 end
-redis.call('HDEL', conv, 'inflight:' .. lane, 'attempts:' .. lane)
+if held then redis.call('HDEL', conv, 'inflight:' .. lane, 'attempts:' .. lane) end
 local hid = ARGV[4]
 if hid ~= '' then
   redis.call('HSET', conv, 't:' .. hid, ARGV[5] .. ' ' .. ARGV[6])
@@ -25,7 +28,7 @@ if hid ~= '' then
     end
   end
 end
-if redis.call('GET', KEYS[3]) == ARGV[1] then
+if held then
   redis.call('PEXPIRE', KEYS[3], ARGV[2])
   return 1
 end

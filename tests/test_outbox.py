@@ -1,0 +1,254 @@
+"""Issue 3: the outbox scripts against the real valkey-server — lease, release, commit, bury, replay,
+token bucket, channel pause, webhook dedupe.
+
+Entries are written the way the webhook path writes them (Handover.record → record.lua), so these tests
+exercise the same keys and scripts the running bridge uses; only the caller is a test instead of a worker.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import orjson
+import pytest
+from redis.asyncio import Redis
+
+from bridge.config import FileConfig
+from bridge.events import parse_event
+from bridge.handover import Handover
+from bridge.store import SLACK, Store, body_digest, conversation_id
+from tests.helpers import CHANNEL, escalation, message
+
+PARTITIONS = 4
+LEASE_MS = 5_000
+
+
+@pytest.fixture
+async def store(redis_url: str) -> AsyncIterator[Store]:
+    client = Redis.from_url(redis_url)
+    try:
+        yield Store(client, partitions=PARTITIONS)
+    finally:
+        await client.aclose()
+
+
+def handover_for(store: Store, **config: object) -> Handover:
+    return Handover(store, lambda: FileConfig.model_validate(config), lambda: CHANNEL)
+
+
+async def record(handover: Handover, body: dict) -> bool:
+    """Record one webhook body exactly as the endpoint does; True unless it was a duplicate."""
+    raw = orjson.dumps(body)
+    result, _ = await handover.record(parse_event(raw), body_digest(raw))
+    return result.recorded
+
+
+async def open_thread(store: Store, client: str, lines: int) -> str:
+    """A conversation with an open handover: root entry, then `lines` live lines m-000.. in order."""
+    handover = handover_for(store)
+    assert await record(handover, escalation(client))
+    for i in range(lines):
+        assert await record(handover, message(client, f"m-{i:03d}", "ok"))
+    return conversation_id("skill1", client)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def claim(store: Store, cid: str, worker: str, lease_ms: int = LEASE_MS) -> bool:
+    taken = await store.claim_due(SLACK, store.partition_of(cid), worker, now_ms(), lease_ms, 100)
+    return cid in taken
+
+
+async def pending_ids(store: Store, cid: str) -> list[str]:
+    _, entries = await store.fetch(SLACK, cid, 1000)
+    return [e.id for e in entries]
+
+
+# --- recording ---------------------------------------------------------------------------------------
+
+
+async def test_record_appends_root_then_lines_in_received_order(store: Store) -> None:
+    cid = await open_thread(store, "alice", 5)
+    _, entries = await store.fetch(SLACK, cid, 100)
+    assert [e.kind for e in entries] == ["root"] + ["line"] * 5
+    assert [e.data.get("in") for e in entries[1:]] == [f"m-{i:03d}" for i in range(5)]
+    assert (await store.pending_counts())[SLACK] == 6
+
+
+async def test_identical_body_within_dedupe_window_is_recorded_once(store: Store) -> None:
+    await open_thread(store, "bob", 0)
+    handover = handover_for(store)
+    body = message("bob", "only once", "ok")
+    assert await record(handover, body) is True
+    assert await record(handover, body) is False
+    assert await record(handover, message("bob", "only once", "ok", seq=2)) is True  # another body
+    _, entries = await store.fetch(SLACK, conversation_id("skill1", "bob"), 100)
+    assert [e.data.get("in") for e in entries if e.kind == "line"] == ["only once", "only once"]
+
+
+async def test_dedupe_window_expires(store: Store) -> None:
+    await open_thread(store, "carol", 0)
+    handover = handover_for(store, webhook={"dedupe_window": "200ms"})
+    body = message("carol", "again later", "ok")
+    assert await record(handover, body) is True
+    assert await record(handover, body) is False
+    time.sleep(0.25)
+    assert await record(handover, body) is True
+
+
+# --- lease, commit, release ------------------------------------------------------------------------
+
+
+async def test_one_lease_per_conversation_across_workers(store: Store) -> None:
+    cid = await open_thread(store, "dave", 3)
+    assert await claim(store, cid, "w1")
+    assert not await claim(store, cid, "w2")  # due, but leased: not handed out twice
+    # the lease pushed the conversation's due time out, so w2's next look does not even see it yet
+    score = await store.redis.zscore(store.keys(cid).ready(SLACK), cid)
+    assert score is not None and score > now_ms() + LEASE_MS / 2
+
+
+async def test_expired_lease_makes_the_conversation_due_again(store: Store) -> None:
+    cid = await open_thread(store, "erin", 1)
+    assert await claim(store, cid, "w1", lease_ms=100)
+    time.sleep(0.15)
+    assert await claim(store, cid, "w2")
+
+
+async def test_commit_drops_only_delivered_entries_and_tells_whether_the_lease_is_held(store: Store) -> None:
+    cid = await open_thread(store, "frank", 3)
+    ids = await pending_ids(store, cid)
+    assert await claim(store, cid, "w1")
+    assert await store.commit(SLACK, cid, "w1", ids[:2], lease_ms=LEASE_MS, now_ms=now_ms())
+    assert await pending_ids(store, cid) == ids[2:]
+    assert (await store.pending_counts())[SLACK] == 2
+    # a worker whose lease is gone learns it from commit (and the delivered ids still go)
+    assert not await store.commit(SLACK, cid, "w-other", ids[2:3], lease_ms=LEASE_MS, now_ms=now_ms())
+    assert await pending_ids(store, cid) == ids[3:]
+
+
+async def test_commit_of_a_root_records_the_thread(store: Store) -> None:
+    cid = await open_thread(store, "gina", 1)
+    _, entries = await store.fetch(SLACK, cid, 10)
+    root = entries[0]
+    assert await claim(store, cid, "w1")
+    await store.commit(SLACK, cid, "w1", [root.id], lease_ms=LEASE_MS, now_ms=now_ms(),
+                       root=(root.hid, CHANNEL, "1700000000.000100"))
+    assert await store.thread_of(cid, root.hid) == (CHANNEL, "1700000000.000100")
+    conv = await store.conversation(cid)
+    assert conv["thread_ts"] == "1700000000.000100" and conv["thread_channel"] == CHANNEL
+
+
+async def test_release_keeps_a_conversation_due_only_while_entries_remain(store: Store) -> None:
+    cid = await open_thread(store, "hank", 1)
+    ready = store.keys(cid).ready(SLACK)
+    assert await claim(store, cid, "w1")
+    due = now_ms() + 3000
+    assert await store.release(SLACK, cid, "w1", due) is True
+    assert await store.redis.zscore(ready, cid) == due
+    assert await store.redis.get(store.keys(cid).lease(SLACK)) is None
+
+    assert await claim(store, cid, "w2", lease_ms=LEASE_MS) is False  # not due yet
+    await store.redis.zadd(ready, {cid: now_ms()})
+    assert await claim(store, cid, "w2")
+    await store.commit(SLACK, cid, "w2", await pending_ids(store, cid), lease_ms=LEASE_MS, now_ms=now_ms())
+    assert await store.release(SLACK, cid, "w2", now_ms()) is False
+    assert await store.redis.zscore(ready, cid) is None
+
+
+async def test_release_by_a_worker_that_lost_its_lease_leaves_the_new_holder_alone(store: Store) -> None:
+    cid = await open_thread(store, "ivan", 1)
+    assert await claim(store, cid, "w1", lease_ms=100)
+    time.sleep(0.15)
+    assert await claim(store, cid, "w2")
+    await store.release(SLACK, cid, "w1", now_ms())
+    assert await store.redis.get(store.keys(cid).lease(SLACK)) == b"w2"
+
+
+async def test_inflight_marker_is_written_only_by_the_lease_holder(store: Store) -> None:
+    """A worker that lost its lease (stalled longer than delivery.lease) must not post: another
+    worker may be delivering the same entries. mark_inflight is the last step before every post."""
+    cid = await open_thread(store, "judy", 1)
+    assert await claim(store, cid, "w1", lease_ms=300)
+    assert await store.mark_inflight(SLACK, cid, "w1", "1-0 1-0 0", lease_ms=LEASE_MS)
+    # ...and it renewed the lease for a whole post
+    assert await store.redis.pttl(store.keys(cid).lease(SLACK)) > LEASE_MS - 1000
+    assert (await store.conversation(cid))["inflight:slack"] == "1-0 1-0 0"
+    assert not await store.mark_inflight(SLACK, cid, "w2", "2-0 2-0 0", lease_ms=LEASE_MS)
+    assert (await store.conversation(cid))["inflight:slack"] == "1-0 1-0 0"
+
+
+# --- dead letters ----------------------------------------------------------------------------------
+
+
+async def test_bury_moves_entries_with_every_field_and_clears_the_inflight_marker(store: Store) -> None:
+    cid = await open_thread(store, "kim", 2)
+    _, entries = await store.fetch(SLACK, cid, 10)
+    assert await claim(store, cid, "w1")
+    await store.mark_inflight(SLACK, cid, "w1", f"{entries[0].id} {entries[0].id} 0", lease_ms=LEASE_MS)
+    assert await store.bury(SLACK, cid, [entries[0].id, "0-1"], "channel_not_found", now_ms()) == 1
+    assert await pending_ids(store, cid) == [e.id for e in entries[1:]]
+    assert "inflight:slack" not in await store.conversation(cid)
+    (letter,) = await store.dead_letters()
+    assert (letter.lane, letter.cid, letter.reason, letter.kind) == (SLACK, cid, "channel_not_found", "root")
+    assert letter.data == entries[0].data
+    assert (await store.pending_counts())[SLACK] == 2
+
+
+async def test_replay_puts_dead_letters_back_in_burial_order(store: Store) -> None:
+    """Twelve entries buried by one script call share one millisecond: their dead-letter ids differ
+    only in the sequence part (…-9, …-10, …-11), which must sort as numbers, not as text."""
+    cid = await open_thread(store, "leo", 11)
+    original = await pending_ids(store, cid)
+    assert len(original) == 12
+    assert await store.bury(SLACK, cid, original, "channel_not_found", now_ms()) == 12
+    assert await pending_ids(store, cid) == []
+
+    letters = await store.dead_letters()
+    assert [letter.kind for letter in letters] == ["root"] + ["line"] * 11
+    assert [letter.data.get("in") for letter in letters[1:]] == [f"m-{i:03d}" for i in range(11)]
+    for letter in letters:
+        assert await store.replay(letter, now_ms())
+    assert await store.dead_letters() == []
+
+    _, entries = await store.fetch(SLACK, cid, 100)
+    assert [e.kind for e in entries] == ["root"] + ["line"] * 11
+    assert [e.data.get("in") for e in entries[1:]] == [f"m-{i:03d}" for i in range(11)]
+    assert (await store.pending_counts())[SLACK] == 12
+    score = await store.redis.zscore(store.keys(cid).ready(SLACK), cid)
+    assert score is not None and score <= now_ms()  # due now
+    assert not await store.replay(letters[0], now_ms())  # a dead letter is replayed at most once
+
+
+# --- pacing ----------------------------------------------------------------------------------------
+
+
+async def test_token_bucket_allows_the_burst_then_paces(store: Store) -> None:
+    t = now_ms()
+    assert [await store.take_token("CPACE", t, 1.0, 3) for _ in range(3)] == [0, 0, 0]
+    assert await store.take_token("CPACE", t, 1.0, 3) == 1000
+    assert await store.take_token("CPACE", t + 500, 1.0, 3) == 500
+    assert await store.take_token("CPACE", t + 1000, 1.0, 3) == 0
+    assert await store.take_token("CPACE", t + 1000, 1.0, 3) == 1000
+    # tokens refill up to the burst, never beyond
+    assert [await store.take_token("CPACE", t + 60_000, 1.0, 3) for _ in range(4)] == [0, 0, 0, 1000]
+
+
+async def test_token_bucket_is_per_channel(store: Store) -> None:
+    t = now_ms()
+    assert await store.take_token("CONE", t, 1.0, 1) == 0
+    assert await store.take_token("CONE", t, 1.0, 1) == 1000
+    assert await store.take_token("CTWO", t, 1.0, 1) == 0
+
+
+async def test_pause_channel_holds_every_post_until_retry_after(store: Store) -> None:
+    t = now_ms()
+    await store.pause_channel("CRATE", t + 2000, t)
+    assert await store.take_token("CRATE", t, 100.0, 10) == 2000
+    assert await store.take_token("CRATE", t + 1500, 100.0, 10) == 500
+    await store.pause_channel("CRATE", t + 1000, t)  # an older, shorter pause never shortens it
+    assert await store.take_token("CRATE", t + 1500, 100.0, 10) == 500
+    assert await store.take_token("CRATE", t + 2000, 100.0, 10) == 0
