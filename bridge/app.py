@@ -11,13 +11,12 @@ from collections.abc import AsyncIterator
 import aiohttp
 import structlog
 from aiohttp import web
-from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import RedisError
 from slack_sdk.signature import SignatureVerifier
 
+from .autopipeline import AutoPipelineRedis
 from .delivery import DeliveryContext, Deliverer, Lane, ReplyLane, SlackLane
 from .embedded import EmbeddedValkey
 from .handover import Handover
@@ -28,7 +27,8 @@ from .runtime import BRIDGE, Bridge
 from .settings import AppConfig
 from .slack_api import SlackApi, SlackFailure
 from .slack_events import SlackEvents
-from .store import REPLY, SLACK, AnyRedis, Store, close_quietly
+from .socket_mode import socket_mode_ctx
+from .store import REPLY, SLACK, STORE_ERRORS, AnyRedis, Store, close_quietly
 from .web import add_routes
 
 log = structlog.get_logger("bridge.app")
@@ -42,6 +42,8 @@ CONNECT_ATTEMPTS = 20
 def redis_client(url: str, cluster: bool) -> AnyRedis:
     """A client that fails fast (bounded retries, short timeouts): a webhook answers 503 rather than hang."""
     options = {
+        # Per connection pool (per node in cluster mode, where an exhausted pool fails at once).
+        "max_connections": 256,
         "socket_timeout": 5.0,
         "socket_connect_timeout": 2.0,
         "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
@@ -49,7 +51,8 @@ def redis_client(url: str, cluster: bool) -> AnyRedis:
     }
     if cluster:
         return RedisCluster.from_url(url, **options)
-    return Redis.from_url(url, max_connections=256, **options)
+    # Single commands from concurrent webhooks and workers share round trips (autopipeline.py).
+    return AutoPipelineRedis.from_url(url, **options)
 
 
 async def connect(url: str, cluster: bool) -> AnyRedis:
@@ -60,7 +63,7 @@ async def connect(url: str, cluster: bool) -> AnyRedis:
         try:
             await client.ping()
             return client
-        except (RedisError, OSError) as e:
+        except (*STORE_ERRORS, OSError) as e:  # e.g. a cluster still electing: not all slots covered
             last = e
             await close_quietly(client)
             log.warning("redis_connect_retry", attempt=attempt + 1, error=type(e).__name__)
@@ -75,6 +78,7 @@ def create_app(app_config: AppConfig, *, handle_signals: bool = False) -> web.Ap
     app.cleanup_ctx.append(_http_ctx)
     app.cleanup_ctx.append(_bridge_ctx(app_config))
     app.cleanup_ctx.append(_upkeep_ctx(handle_signals))
+    app.cleanup_ctx.append(socket_mode_ctx(app_config))  # last in, first out: events stop before workers
     add_routes(app)
     return app
 
@@ -196,8 +200,9 @@ async def _fetch_identity(bridge: Bridge) -> None:
 def _upkeep_ctx(handle_signals: bool):
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         bridge = app[BRIDGE]
+        stop = asyncio.Event()
         tasks = [
-            asyncio.create_task(_resolve_idle_forever(bridge)),
+            asyncio.create_task(_resolve_idle_forever(bridge, stop)),
             asyncio.create_task(bridge.holder.watch()),
         ]
         loop = asyncio.get_running_loop()
@@ -208,6 +213,10 @@ def _upkeep_ctx(handle_signals: bool):
         finally:
             if handle_signals:
                 loop.remove_signal_handler(signal.SIGHUP)
+            stop.set()
+            # redis-py may turn a cancellation in flight into a ConnectionError, so loops stop on
+            # `stop` rather than relying on cancel() alone.
+            await asyncio.wait(tasks, timeout=2.0)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -215,17 +224,18 @@ def _upkeep_ctx(handle_signals: bool):
     return ctx
 
 
-async def _resolve_idle_forever(bridge: Bridge) -> None:
+async def _resolve_idle_forever(bridge: Bridge, stop: asyncio.Event) -> None:
     """Auto-resolve handovers with no activity for handover.idle_timeout (any replica may do it:
     the resolve script re-checks the last activity atomically)."""
-    while True:
+    while not stop.is_set():
         idle_s = bridge.config().handover.idle_timeout_s
         try:
             await resolve_idle(bridge, idle_s)
-        except RedisError as e:
+        except STORE_ERRORS as e:
             bridge.metrics.redis_errors.labels("idle_sweep").inc()
             log.warning("idle_sweep_failed", error=type(e).__name__)
-        await asyncio.sleep(min(max(idle_s / 5, 0.2), 15.0))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=min(max(idle_s / 5, 0.2), 15.0))
 
 
 async def resolve_idle(bridge: Bridge, idle_s: float) -> int:

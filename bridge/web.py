@@ -3,6 +3,7 @@ and failures to status codes. Logic never sees a web.Request."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from typing import Any
 from urllib.parse import parse_qs
@@ -10,16 +11,18 @@ from urllib.parse import parse_qs
 import orjson
 import structlog
 from aiohttp import web
-from redis.exceptions import RedisError
 from slack_sdk.signature import SignatureVerifier
 
 from .events import EventError, IgnoredEvent, parse_event
 from .runtime import BRIDGE, Bridge
-from .store import SLACK, body_digest
+from .store import SLACK, STORE_ERRORS, body_digest
 
 log = structlog.get_logger("bridge.web")
 
 SLACK_BODY_LIMIT = 1024 * 1024
+# The longest a webhook waits on Redis (plus redis.wait_timeout_ms when WAIT is on): during a failover
+# it answers 503 within this bound, and the sender retries, instead of holding its connection open.
+STORE_DEADLINE_S = 2.0
 
 
 def json_response(body: dict[str, Any], status: int = 200) -> web.Response:
@@ -34,10 +37,16 @@ async def read_limited(request: web.Request, limit: int) -> bytes | None:
     """The body, or None when it exceeds `limit` (checked before and while reading)."""
     if request.content_length is not None and request.content_length > limit:
         return None
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        return None
-    return body
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.read(limit + 1 - size)  # returns what has arrived, b"" at EOF
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return None
 
 
 def key_matches(given: str, keys: tuple[bytes, ...]) -> bool:
@@ -66,7 +75,7 @@ async def smartly_hook(request: web.Request) -> web.Response:
         event = parse_event(body)
     except IgnoredEvent as ignored:
         metrics.webhook_events.labels("other", "ignored").inc()
-        log.info("webhook_ignored", event=ignored.event)
+        log.info("webhook_ignored", smartly_event=ignored.event)
         return json_response({"ok": True, "ignored": ignored.event}, 202)
     except EventError as e:
         metrics.webhook_events.labels("unknown", "invalid").inc()
@@ -74,15 +83,29 @@ async def smartly_hook(request: web.Request) -> web.Response:
         extra = {"missing": e.missing} if e.missing else {}
         return error(e.status, e.message, **extra)
     fields = {"smartly_event": event.event, "skill_id": event.skill_id, "client_id": event.client_id}
+    redis_config = bridge.config().redis
+    wanted = redis_config.wait_replicas
+    acked = 0
     try:
-        result, decision = await bridge.handover.record(event, body_digest(body))
-        if bridge.wait_replicas:
-            await bridge.store.wait_for_replicas(bridge.wait_replicas, bridge.config().redis.wait_timeout_ms)
-    except RedisError as e:
+        async with asyncio.timeout(STORE_DEADLINE_S + redis_config.wait_timeout_ms / 1000):
+            if wanted:
+                keys, args, decision = bridge.handover.prepare(event, body_digest(body))
+                result, acked = await bridge.store.record_and_wait(
+                    keys, args, wanted, redis_config.wait_timeout_ms
+                )
+            else:
+                result, decision = await bridge.handover.record(event, body_digest(body))
+    except (*STORE_ERRORS, TimeoutError) as e:
         metrics.webhook_events.labels(event.event, "unavailable").inc()
         metrics.redis_errors.labels("webhook").inc()
         log.error("webhook_unavailable", status=503, error=type(e).__name__, **fields)
         return error(503, "storage unavailable, retry later")
+    if wanted and result.recorded and acked < wanted:
+        # Recorded on the primary only: a failover now could lose it. The sender's retry is recorded
+        # again if that happened (the dedupe key went with it), else it is answered as a duplicate.
+        metrics.webhook_events.labels(event.event, "unreplicated").inc()
+        log.warning("webhook_unreplicated", status=503, acked=acked, wanted=wanted, **fields)
+        return error(503, "not replicated in time, retry later")
     if not result.recorded:
         metrics.webhook_events.labels(event.event, "duplicate").inc()
         log.info("webhook_duplicate", **fields)
@@ -137,7 +160,7 @@ async def slack_events(request: web.Request) -> web.Response:
     retry = request.headers.get("X-Slack-Retry-Num")
     try:
         answer = await bridge.slack_events.on_event(envelope)
-    except RedisError as e:
+    except STORE_ERRORS as e:
         bridge.metrics.redis_errors.labels("slack_event").inc()
         log.error("slack_event_unavailable", status=503, error=type(e).__name__, retry=retry)
         return error(503, "storage unavailable, retry later")
@@ -157,7 +180,7 @@ async def slack_interactions(request: web.Request) -> web.Response:
         return error(400, "payload must be a JSON object")
     try:
         await bridge.slack_events.on_interaction(payload)
-    except RedisError as e:
+    except STORE_ERRORS as e:
         bridge.metrics.redis_errors.labels("interaction").inc()
         log.error("interaction_unavailable", status=503, error=type(e).__name__)
         return error(503, "storage unavailable, retry later")
@@ -172,7 +195,7 @@ async def readyz(request: web.Request) -> web.Response:
     bridge: Bridge = request.app[BRIDGE]
     try:
         await bridge.store.ping()
-    except (RedisError, OSError) as e:
+    except (*STORE_ERRORS, OSError) as e:
         return error(503, "redis unavailable", reason=type(e).__name__)
     return json_response({"ok": True, "config": bridge.app_config.config_path or "defaults"})
 
@@ -189,7 +212,7 @@ async def metrics(request: web.Request) -> web.Response:
         for lane, count in pending.items():
             bridge.metrics.outbox_pending.labels(lane).set(count)
         bridge.metrics.handovers_open.set(await bridge.store.open_handover_count())
-    except RedisError:
+    except STORE_ERRORS:
         bridge.metrics.redis_errors.labels("metrics").inc()
     return web.Response(body=bridge.metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4"})
 
