@@ -11,6 +11,7 @@ from urllib.parse import parse_qs
 import orjson
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from slack_sdk.signature import SignatureVerifier
 
 from .events import EventError, IgnoredEvent, parse_event
@@ -217,7 +218,20 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=bridge.metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4"})
 
 
+@web.middleware
+async def unexpected_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A bug must not leak a traceback (or anything from the request) to the caller."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("request_failed", path=request.path, method=request.method)
+        return error(500, "internal error")
+
+
 def add_routes(app: web.Application) -> None:
+    app.middlewares.append(unexpected_errors)
     app.router.add_post("/smartly/hooks", smartly_hook)
     app.router.add_post("/slack/events", slack_events)
     app.router.add_post("/slack/interactions", slack_interactions)
