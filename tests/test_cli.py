@@ -12,6 +12,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from redis.asyncio import Redis
 
 from bridge.embedded import free_port
 from tests.harness import wait_until
@@ -84,7 +85,7 @@ async def test_serve_without_redis_url_runs_on_embedded_valkey_and_stops_cleanly
         assert (tmp_path / "data" / "appendonly.aof").exists() or (tmp_path / "data" / "appendonlydir").exists()
         logs = log_path.read_text()
         assert '"embedded_valkey_started"' in logs
-        valkey_pid = _valkey_pid(tmp_path / "data")
+        valkey_pid = await _valkey_pid(tmp_path / "data")
         assert valkey_pid and _alive(valkey_pid)
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
@@ -99,9 +100,13 @@ async def test_serve_without_redis_url_runs_on_embedded_valkey_and_stops_cleanly
         await slack.stop()
 
 
-def _valkey_pid(data_dir: Path) -> int:
-    out = subprocess.run(["pgrep", "-f", f"valkey-server.*{data_dir}"], capture_output=True, text=True)
-    return int(out.stdout.split()[0]) if out.stdout.split() else 0
+async def _valkey_pid(data_dir: Path) -> int:
+    """The embedded server's pid, asked from the server the bridge wrote down in its data dir."""
+    client = Redis.from_url((data_dir / "redis-url").read_text().strip())
+    try:
+        return int((await client.info("server"))["process_id"])
+    finally:
+        await client.aclose()
 
 
 def _alive(pid: int) -> bool:
