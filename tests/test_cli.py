@@ -115,3 +115,42 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+
+
+async def test_sighup_reloads_the_config_and_the_bridge_keeps_serving(tmp_path: Path, redis_url: str) -> None:
+    slack = FakeSlack(token=DEFAULT_TOKEN)
+    await slack.start()
+    config = tmp_path / "config.yaml"
+    config.write_text("routes: []\n")
+    port = free_port()
+    env = {**BASE_ENV, "SMARTLY_WEBHOOK_KEY": WEBHOOK_KEY, "SLACK_BOT_TOKEN": DEFAULT_TOKEN,
+           "SLACK_CHANNEL": CHANNEL, "SLACK_API_URL": slack.url, "BRIDGE_PORT": str(port),
+           "BRIDGE_HOST": "127.0.0.1", "REDIS_URL": redis_url, "BRIDGE_CONFIG": str(config)}
+    log_path = tmp_path / "bridge.log"
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen([sys.executable, "-m", "bridge", "serve"], env=env, cwd=tmp_path,
+                                stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        async with aiohttp.ClientSession() as http:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    async with http.get(f"{base}/readyz") as r:
+                        if r.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
+                await asyncio.sleep(0.1)
+            config.write_text("routes:\n  - name: everything\n    channel: C0RELOADED\n")
+            proc.send_signal(signal.SIGHUP)  # without a handler, SIGHUP would end the process
+            await wait_until(lambda: "config reloaded" in log_path.read_text(), 5)
+            async with http.post(f"{base}/smartly/hooks?key={WEBHOOK_KEY}", json=escalation("hup")) as r:
+                assert r.status == 200
+            await wait_until(lambda: len(slack.roots("C0RELOADED")) == 1, 10)
+            assert proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        await slack.stop()
