@@ -1,0 +1,107 @@
+"""The test suite's FakeSlack in a process of its own, so the benchmark can pin it to a CPU and it never
+steals the bridge's event loop; plus two bench-only routes:
+
+  GET  /bench/stats   posts, roots, and "webhook sent → visible in Slack" delays (seconds) measured from
+                      `sent=<epoch seconds>` stamps that load generators put in the user's text
+  POST /bench/reset   forget delays (messages stay)
+
+Run: python -m bench.fake_slack_server --port 9000   (prints "ready <port>" once listening)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import re
+import signal
+import time
+from typing import Any
+
+from aiohttp import web
+
+from tests.harness.fake_slack import FakeSlack, SlackMessage
+
+STAMP = re.compile(r"sent=(\d+\.\d+)")
+
+
+def stamp(now: float | None = None) -> str:
+    """The marker a load generator writes into a message so its Slack delay can be measured."""
+    return f"sent={time.time() if now is None else now:.6f}"
+
+
+class BenchSlack(FakeSlack):
+    """FakeSlack with O(1) message lookup (threads grow to thousands of replies under load) and
+    delay recording."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.delays_s: list[float] = []
+        self._by_ts: dict[tuple[str, str], SlackMessage] = {}
+
+    def make_app(self) -> web.Application:
+        app = super().make_app()
+        app.router.add_get("/bench/stats", self._stats)
+        app.router.add_post("/bench/reset", self._reset_delays)
+        return app
+
+    def message(self, channel: str, ts: str) -> SlackMessage | None:
+        return self._by_ts.get((channel, ts))
+
+    def replies(self, channel: str, ts: str) -> list[SlackMessage]:
+        return []  # only used to decorate API answers; the bridge never reads reply counts
+
+    def _bench_post(self, params: dict[str, Any], now: float) -> dict[str, Any]:
+        answer = FakeSlack._chat_post_message(self, params, now)
+        if answer.get("ok"):
+            message = self.channels[answer["channel"]][-1]
+            self._by_ts[(message.channel, message.ts)] = message
+            received = time.time()
+            self.delays_s.extend(received - float(sent) for sent in STAMP.findall(message.text))
+        return answer
+
+    _methods = {**FakeSlack._methods, "chat.postMessage": _bench_post}
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        posts = [m for messages in self.channels.values() for m in messages]
+        return web.json_response(
+            {
+                "posts": len(posts),
+                "roots": sum(1 for m in posts if m.is_root),
+                "updates": len(self.calls_to("chat.update")),
+                "failed_calls": sum(1 for c in self.calls if c.status != 200 or not c.response.get("ok")),
+                "delays_s": self.delays_s,
+            }
+        )
+
+    async def _reset_delays(self, request: web.Request) -> web.Response:
+        self.delays_s = []
+        self.calls.clear()
+        return web.json_response({"ok": True})
+
+
+async def serve(port: int) -> None:
+    fake = BenchSlack()
+    await fake.start(port)
+    print(f"ready {fake.port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await fake.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    asyncio.run(serve(args.port))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""Child processes for the benches and the demo: `python -m bridge serve` exactly as an operator runs it
+(environment only), and small Python servers (the bare app, the fake Slack server), optionally pinned
+to CPUs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import aiohttp
+
+from bridge.embedded import _die_with_parent, free_port
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# The bridge reads these from the environment: never inherit the caller's, so a developer's shell
+# (a real SLACK_BOT_TOKEN, a REDIS_URL) cannot leak into a bench or a test run.
+_OWN_PREFIXES = ("BRIDGE_", "SLACK_", "SMARTLY_", "REDIS_")
+
+
+def clean_env(extra: Mapping[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_PREFIXES)}
+    env.update(extra)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH", "")]))
+    return env
+
+
+def _preexec(cpus: set[int] | None) -> Callable[[], None]:
+    """In the child before exec: die with the parent (no orphan holding a port), pin to `cpus`."""
+    die_with_parent = _die_with_parent()
+
+    def preexec() -> None:
+        if die_with_parent is not None:
+            die_with_parent()
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+
+    return preexec
+
+
+def spawn(
+    args: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    log_dir: Path,
+    name: str,
+    cpus: set[int] | None = None,
+    stdout: int | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start a child with stdout/stderr in log_dir/<name>.stdout|stderr (or stdout=PIPE)."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    out = stdout if stdout is not None else (log_dir / f"{name}.stdout").open("wb")
+    err = (log_dir / f"{name}.stderr").open("wb")
+    try:
+        return subprocess.Popen(
+            list(args),
+            env=clean_env(env),
+            cwd=REPO_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            preexec_fn=_preexec(cpus),
+            start_new_session=True,  # Ctrl-C reaches the parent only, which stops children in order
+        )
+    finally:
+        if stdout is None:
+            out.close()  # type: ignore[union-attr]
+        err.close()
+
+
+async def stop(proc: subprocess.Popen[bytes], timeout_s: float = 15) -> int | None:
+    """SIGTERM, wait (bounded, without blocking the loop), SIGKILL if it hangs; the exit status."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while proc.poll() is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await asyncio.sleep(0.1)
+    return proc.poll()
+
+
+async def wait_http_ok(
+    url: str, proc: subprocess.Popen[bytes], timeout_s: float, describe: Callable[[], str]
+) -> None:
+    """Poll `url` until it answers 200; fail fast (with the child's output) if the child exits."""
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{url}: process exited with {proc.returncode}\n{describe()}")
+            with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
+                async with session.get(url) as response:
+                    if response.status == 200:
+                        return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{url} not ready within {timeout_s}s\n{describe()}")
+            await asyncio.sleep(0.05)
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of a live process, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+class BridgeProcess:
+    """`python -m bridge serve` on 127.0.0.1:<free port>, configured only through `env`."""
+
+    def __init__(
+        self, env: Mapping[str, str], log_dir: Path, *, cpus: set[int] | None = None, name: str = "bridge"
+    ) -> None:
+        self.port = free_port()
+        self.env = {"BRIDGE_HOST": "127.0.0.1", "BRIDGE_PORT": str(self.port), **env}
+        self.log_dir = log_dir
+        self.cpus = cpus
+        self.name = name
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    @property
+    def stdout_path(self) -> Path:
+        return self.log_dir / f"{self.name}.stdout"
+
+    @property
+    def stderr_path(self) -> Path:
+        return self.log_dir / f"{self.name}.stderr"
+
+    def output(self) -> tuple[str, str]:
+        """Everything the bridge wrote so far: (stdout, stderr)."""
+        return tuple(  # type: ignore[return-value]
+            p.read_text(errors="replace") if p.exists() else "" for p in (self.stdout_path, self.stderr_path)
+        )
+
+    def tail(self, lines: int = 30) -> str:
+        out, err = self.output()
+        return "\n".join((out + err).splitlines()[-lines:])
+
+    async def start(self, timeout_s: float = 30) -> None:
+        self.proc = spawn(
+            [sys.executable, "-m", "bridge", "serve"],
+            env=self.env,
+            log_dir=self.log_dir,
+            name=self.name,
+            cpus=self.cpus,
+        )
+        try:
+            await wait_http_ok(f"{self.url}/readyz", self.proc, timeout_s, self.tail)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self, timeout_s: float = 15) -> int | None:
+        """SIGTERM (graceful: deliveries finish or are handed back), SIGKILL if it hangs."""
+        if self.proc is None:
+            return None
+        return await stop(self.proc, timeout_s)
+
+    def rss_bytes(self) -> int:
+        return rss_bytes(self.pid)
