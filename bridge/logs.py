@@ -7,7 +7,10 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
+import orjson
 import structlog
+
+from .store import split_conversation_id
 
 REDACTED = "[redacted]"
 
@@ -44,6 +47,26 @@ class SecretScrubber:
 scrubber = SecretScrubber()
 
 
+def conversation_fields(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """Lines that name a conversation by its id (`cid`, as delivery does) also get its skill_id and
+    client_id, so an operator finds every line of a conversation by the ids they know."""
+    cid = event_dict.get("cid")
+    if cid and "client_id" not in event_dict and isinstance(cid, str):
+        event_dict["skill_id"], event_dict["client_id"] = split_conversation_id(cid)
+    return event_dict
+
+
+def _fast_output(stream: Any) -> tuple[structlog.processors.JSONRenderer, Any]:
+    """orjson straight to the binary stdout when there is one (a third of the cost of json + print)."""
+    binary = getattr(stream, "buffer", None)
+    if binary is not None:
+        return (
+            structlog.processors.JSONRenderer(serializer=orjson.dumps, option=orjson.OPT_NON_STR_KEYS),
+            structlog.BytesLoggerFactory(binary),
+        )
+    return structlog.processors.JSONRenderer(), structlog.PrintLoggerFactory(stream)
+
+
 def configure_logging(level: str = "info", secrets: Iterable[str] = (), stream: Any = None) -> None:
     """Configure structlog and route stdlib logging (aiohttp, slack_sdk, redis) through it."""
     scrubber.update(secrets)
@@ -54,18 +77,22 @@ def configure_logging(level: str = "info", secrets: Iterable[str] = (), stream: 
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        conversation_fields,
     ]
     renderer = structlog.processors.JSONRenderer()
+    fast_renderer, logger_factory = _fast_output(stream or sys.stdout)
     structlog.configure(
         processors=[
             *shared,
             structlog.processors.format_exc_info,
             scrubber,
-            renderer,
+            fast_renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stdout),
-        cache_logger_on_first_use=False,
+        logger_factory=logger_factory,
+        # One log line per webhook is on the hot path: resolve each module's logger once (structlog's
+        # performance recipe). Code that must see a later reconfiguration calls get_logger() per use.
+        cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(

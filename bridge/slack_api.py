@@ -6,6 +6,7 @@ and shares Slack's rate limits across replicas.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,17 @@ TRANSIENT_ERRORS = frozenset(
     {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout", "timeout"}
 )
 DELIVERY_EVENT_TYPE = "bridge_delivery"
+
+
+# Slack's `error` is a short snake_case code. Anything else (an echo of the request, a proxy's page) must
+# not become a log field, a dead-letter reason or a metric label (unbounded, and maybe a credential).
+_ERROR_CODE = re.compile(r"[a-z0-9_.]{1,64}")
+
+
+def _error_code(error: Any, status: int) -> str:
+    if not error:
+        return f"http_{status}"
+    return str(error) if _ERROR_CODE.fullmatch(str(error)) else "unrecognized_error"
 
 
 class SlackFailure(Exception):
@@ -71,7 +83,7 @@ class SlackApi:
             if status >= 500 or status in (408,):
                 self.metrics.slack_requests.labels(method, "server_error").inc()
                 raise SlackFailure(f"http_{status}") from e
-            reason = str(error or f"http_{status}")
+            reason = _error_code(error, status)
             permanent = reason not in TRANSIENT_ERRORS
             self.metrics.slack_requests.labels(method, "error").inc()
             raise SlackFailure(reason, permanent=permanent) from e
