@@ -252,8 +252,19 @@ class SlackLane(Lane):
         first, last, started = (marker.split(" ") + ["", "", "0"])[:3]
         if head.id != first:
             return False
+        paused = await self.ctx.store.paused_until(channel)
+        if paused > now_ms():  # the lookup is a call on the channel too: Retry-After covers it
+            raise Retry(paused)
         oldest = int(started or 0) / 1000 - INFLIGHT_LOOKBACK_S
-        ts = await self.slack.find_marked(channel, first, thread_ts=thread_ts, oldest_s=oldest)
+        try:
+            ts = await self.slack.find_marked(channel, first, thread_ts=thread_ts, oldest_s=oldest)
+        except SlackFailure as e:
+            if not e.permanent:
+                raise
+            # e.g. missing_scope (no channels:history): the lookup can never answer. Post again (a
+            # possible duplicate) rather than dead-letter an entry that Slack never refused.
+            log.warning("inflight_check_failed", cid=cid, entry=first, reason=e.reason)
+            return False
         log.info("inflight_checked", cid=cid, entry=first, found=bool(ts))
         if ts is None:
             return False
@@ -460,8 +471,11 @@ class Deliverer:
             loop.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
         tasks = [t for active in self._active.values() for t in active.values()]
+        log.info("delivery_stopping", in_flight=len(tasks), grace_s=grace_s)
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=grace_s)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+            if pending:
+                log.warning("delivery_cancelled", conversations=len(pending), grace_s=grace_s)

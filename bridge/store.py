@@ -376,6 +376,10 @@ class Store:
     async def pause_channel(self, channel: str, until_ms: int, now_ms: int) -> None:
         await self._scripts["pause_channel"](keys=[rate_key(channel)], args=[until_ms, now_ms])
 
+    async def paused_until(self, channel: str) -> int:
+        """Until when (ms) a 429 paused `channel` (0: not paused); read without taking a token."""
+        return int(_text(await self.redis.hget(rate_key(channel), "paused_until")) or 0)
+
     async def map_thread(self, channel: str, ts: str, cid: str) -> None:
         await self.redis.set(thread_key(channel, ts), cid, ex=THREAD_MAPPING_S)
 

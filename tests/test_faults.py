@@ -225,17 +225,18 @@ async def test_429_retry_after_is_honoured_and_posts_are_paced(
     spawn: Spawn, slack: LateAnswerSlack, redis_url: str
 ) -> None:
     """Fault 1: Slack answers 429 (Retry-After: 1) to everything for 2.5 s, and enforces ~1 post/s per
-    channel (burst 3) the whole time. The bridge, paced at its defaults (1/s, burst 3), must make no
-    call on the channel during a Retry-After window and break no rate limit."""
+    channel (burst 3) the whole time. Two replicas at the default pace (1/s, burst 3), webhooks
+    alternating between them, share the channel's pause and token bucket through Redis: no call on the
+    channel during a Retry-After window, none later than needed, and no rate limit broken."""
     slack.enforce_rate(1.0, burst=3, tolerance_s=0.15)
-    bridge = await spawn(delivery=PACED)
+    bridges = [await spawn("bridge-a", delivery=PACED), await spawn("bridge-b", delivery=PACED)]
     clients = ["rl-a", "rl-b"]
     slack.rate_limit_for(2.5, retry_after=1)
     window_end = time.monotonic() + 2.5
-    sent = await open_handovers(bridge, clients)
+    sent = await open_handovers(bridges[0], clients)
     for i in range(15):  # 4.5 s of traffic: through the 429 window and on into paced delivery
         for client in clients:
-            assert await acknowledged(bridge, line(client, i)) == [200]
+            assert await acknowledged(bridges[i % 2], line(client, i)) == [200]
             sent[conversation_id("skill1", client)].append(i)
         await asyncio.sleep(0.3)
     await drained(redis_url, slack, 30, timeout_s=40)
@@ -255,8 +256,10 @@ async def test_429_retry_after_is_honoured_and_posts_are_paced(
                          calls_in_retry_after=len(early)))
     assert result.exact, result
     assert limited, "the 429 window was never hit"
-    assert early == [], f"calls made during Retry-After: {early}"
-    assert ok_posts[0] >= window_end - 0.05  # nothing got through the 429 window
+    timeline = [(round(at - calls[0][0], 3), method, status) for at, method, status in calls]
+    assert early == [], f"calls made during Retry-After: {early}\n{timeline}"
+    assert ok_posts[0] >= window_end - 0.05  # nothing got through the 429 window...
+    assert ok_posts[0] <= window_end + 1.0 + 0.5  # ...and the last Retry-After was not overslept
     assert slack.rate_violations == 0
     # paced: in any stretch of time T, at most burst + T × 1/s posts (± 0.2 s of jitter)
     for i, first in enumerate(ok_posts):
@@ -433,6 +436,7 @@ async def test_burst_of_50_into_one_thread_is_coalesced(
     assert sending_s < 1.5
     assert result.exact, result
     assert result.posts <= 8  # root + a handful of coalesced posts, not 50
+    assert all(len(post.text) <= 3900 for post in slack.posts(CHANNEL))  # delivery.max_message_chars
     assert slack.rate_violations == 0
 
 
@@ -474,25 +478,29 @@ async def test_sigterm_hands_back_in_flight_work_then_a_new_process_finishes(
     assert bridge.log_events("bridge_stopped")
 
 
+@pytest.mark.parametrize("in_flight", ["root", "line"])
 async def test_crash_after_slack_accepted_a_post_does_not_post_it_again(
-    spawn: Spawn, slack: LateAnswerSlack, redis_url: str
+    spawn: Spawn, slack: LateAnswerSlack, redis_url: str, in_flight: str
 ) -> None:
-    """Idempotency: Slack records a post but its answer is late; the bridge is SIGKILLed in that window
-    (Slack has the message, the outbox still holds the entries). The restarted bridge finds the post
-    through its metadata marker and commits it instead of posting it twice."""
+    """Idempotency: Slack records a post (the root, or a line in its thread) but its answer is late;
+    the bridge is SIGKILLed in that window (Slack has the message, the outbox still holds the entries).
+    The restarted bridge finds the post through its metadata marker (conversations.history for a
+    root, conversations.replies for a line) and commits it instead of posting it twice."""
     bridge = await spawn(delivery={**FAST, "lease": "1s"})
-    sent = await open_handovers(bridge, ["idem"])
     cid = conversation_id("skill1", "idem")
+    if in_flight == "root":
+        slack.answer_delay_s = 5.0
+    sent = await open_handovers(bridge, ["idem"])
     await wait_until(lambda: len(slack.roots(CHANNEL)) == 1, 10)
     slack.answer_delay_s = 5.0
     for i in range(5):
         assert await acknowledged(bridge, line("idem", i)) == [200]
         sent[cid].append(i)
     await wait_until(lambda: slack.unanswered > 0, 10)
-    in_flight = lines_seen(slack)
-    assert in_flight >= 1
+    accepted = lines_seen(slack)
+    assert (accepted == 0) if in_flight == "root" else (accepted >= 1)
     await bridge.killed()
-    assert await pending_entries(redis_url) == 5  # Slack has `in_flight` of them; Redis does not know
+    assert await pending_entries(redis_url) == 5 + (in_flight == "root")  # Redis does not know yet
 
     slack.answer_delay_s = 0.0
     bridge.start()
@@ -501,7 +509,7 @@ async def test_crash_after_slack_accepted_a_post_does_not_post_it_again(
 
     result = tally(slack, sent)
     checks = bridge.log_events("inflight_checked")
-    print(result.summary("crash-before-commit", accepted_before_kill=in_flight,
+    print(result.summary(f"crash-before-commit-{in_flight}", accepted_lines_before_kill=accepted,
                          inflight_found=sum(e["found"] for e in checks)))
     assert result.exact, result
     assert [e["found"] for e in checks] == [True]
@@ -531,4 +539,21 @@ async def test_lease_expiring_during_a_slow_post_never_doubles_a_line(
     result = tally(slack, sent)
     lost = sum(len(b.log_events("delivery_lease_lost")) for b in bridges)
     print(result.summary(f"lease-expiry-{replicas}", lease_lost=lost))
+    assert result.exact, result
+
+
+async def test_webhook_resent_by_smartly_is_recorded_once(
+    spawn: Spawn, slack: LateAnswerSlack, redis_url: str
+) -> None:
+    """Smartly resends a webhook whose answer it did not get: the identical body, within
+    webhook.dedupe_window, is acknowledged as a duplicate and reaches Slack once."""
+    bridge = await spawn()
+    sent = await open_handovers(bridge, ["resend"])
+    for i in range(3):
+        answers = [await bridge.hook(line("resend", i)) for _ in range(3)]
+        assert answers == [(200, {"ok": True})] + [(200, {"ok": True, "duplicate": True})] * 2
+        sent[conversation_id("skill1", "resend")].append(i)
+    await drained(redis_url, slack, 3, timeout_s=10)
+    result = tally(slack, sent)
+    print(result.summary("webhook-resent", resent=6))
     assert result.exact, result

@@ -10,14 +10,19 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 
+import aiohttp
 import orjson
 import pytest
 from redis.asyncio import Redis
 
-from bridge.config import FileConfig
+from bridge.config import DeliverySection, FileConfig
+from bridge.delivery import DeliveryContext, Retry, SlackLane
 from bridge.events import parse_event
 from bridge.handover import Handover
+from bridge.metrics import Metrics
+from bridge.slack_api import SlackApi
 from bridge.store import SLACK, Store, body_digest, conversation_id
+from tests.harness.fake_slack import DEFAULT_TOKEN, FakeSlack
 from tests.helpers import CHANNEL, escalation, message
 
 PARTITIONS = 4
@@ -252,3 +257,79 @@ async def test_pause_channel_holds_every_post_until_retry_after(store: Store) ->
     await store.pause_channel("CRATE", t + 1000, t)  # an older, shorter pause never shortens it
     assert await store.take_token("CRATE", t + 1500, 100.0, 10) == 500
     assert await store.take_token("CRATE", t + 2000, 100.0, 10) == 0
+
+
+async def test_paused_until_reads_the_pause_without_taking_a_token(store: Store) -> None:
+    t = now_ms()
+    assert await store.paused_until("CPEEK") == 0
+    await store.pause_channel("CPEEK", t + 1000, t)
+    assert await store.paused_until("CPEEK") == t + 1000
+    assert await store.take_token("CPEEK", t + 1000, 1.0, 1) == 0  # the peek left the bucket full
+
+
+# --- one SlackLane, driven directly (what a worker does with a claimed conversation) ----------------
+
+
+@pytest.fixture
+async def lane(store: Store, fake_slack: FakeSlack) -> AsyncIterator[SlackLane]:
+    async with aiohttp.ClientSession() as session:
+        metrics = Metrics()
+        ctx = DeliveryContext(store, metrics, lambda: DeliverySection(posts_per_second=100, burst=100), False)
+        yield SlackLane(ctx, SlackApi.create(DEFAULT_TOKEN, fake_slack.url, session, metrics))
+
+
+async def thread_opened(store: Store, client: str, lines: int) -> str:
+    """A conversation whose root is already in Slack (thread ts recorded) and `lines` lines pending."""
+    cid = await open_thread(store, client, lines)
+    _, entries = await store.fetch(SLACK, cid, 1)
+    assert await claim(store, cid, "setup")
+    await store.commit(SLACK, cid, "setup", [entries[0].id], lease_ms=LEASE_MS, now_ms=now_ms(),
+                       root=(entries[0].hid, CHANNEL, "1700000000.000100"))
+    await store.release(SLACK, cid, "setup", now_ms())
+    return cid
+
+
+async def test_worker_that_lost_its_lease_posts_nothing(
+    store: Store, lane: SlackLane, fake_slack: FakeSlack
+) -> None:
+    cid = await thread_opened(store, "mia", 2)
+    assert await claim(store, cid, "w1", lease_ms=100)
+    time.sleep(0.15)
+    assert await claim(store, cid, "w2")
+    with pytest.raises(Retry):
+        await lane.deliver(cid, "w1")
+    assert fake_slack.calls_to("chat.postMessage") == []
+    assert len(await pending_ids(store, cid)) == 2
+
+
+async def test_inflight_lookup_waits_out_a_channel_pause(
+    store: Store, lane: SlackLane, fake_slack: FakeSlack
+) -> None:
+    """After a 429 the post's marker stays; the lookup that settles it is a call on the channel too,
+    so it waits for Retry-After like a post would."""
+    cid = await thread_opened(store, "noah", 2)
+    first = (await pending_ids(store, cid))[0]
+    assert await claim(store, cid, "w1")
+    await store.mark_inflight(SLACK, cid, "w1", f"{first} {first} {now_ms()}", lease_ms=LEASE_MS)
+    until = now_ms() + 5000
+    await store.pause_channel(CHANNEL, until, now_ms())
+    with pytest.raises(Retry) as retry:
+        await lane.deliver(cid, "w1")
+    assert retry.value.due_ms == until
+    assert fake_slack.calls == []
+
+
+async def test_a_lookup_that_can_never_answer_does_not_dead_letter_the_entry(
+    store: Store, lane: SlackLane, fake_slack: FakeSlack
+) -> None:
+    """Crash recovery needs conversations.replies; without that scope Slack answers missing_scope.
+    The entry is then posted (at least once), never buried for an error that was not its own."""
+    cid = await thread_opened(store, "olga", 2)
+    first = (await pending_ids(store, cid))[0]
+    assert await claim(store, cid, "w1")
+    await store.mark_inflight(SLACK, cid, "w1", f"{first} {first} {now_ms()}", lease_ms=LEASE_MS)
+    fake_slack.fail_with_status(200, methods=["conversations.replies"], error="missing_scope")
+    assert await lane.deliver(cid, "w1") is None
+    assert await store.dead_letters() == []
+    (post,) = fake_slack.posts(CHANNEL)
+    assert "m-000" in post.text and "m-001" in post.text
