@@ -91,7 +91,10 @@ class Handover:
             header=root_header(event, decision) if decision else None,
             body_digest=digest,
             now_ms=now_ms,
-            dedupe_ms=int(config.webhook.dedupe_window_s * 1000),
+            # An escalation body carries no id or time, so a user's next escalation after a resolve is
+            # byte-identical to the first: deduping it would swallow it. It needs no dedupe either: while
+            # a handover is open a repeat changes nothing.
+            dedupe_ms=int(config.webhook.dedupe_window_s * 1000) if event.is_message else 0,
             hist_max=config.history.max_entries,
             ttl_ms=int(config.history.ttl_s * 1000),
             shown_on_open=config.history.shown_on_open,

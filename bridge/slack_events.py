@@ -75,8 +75,13 @@ class SlackEvents:
         if not thread_ts or thread_ts == ts:
             return self._ignore("message", "not_in_thread", **fields)
         text = str(event.get("text") or "")
+        if not text.strip():  # e.g. a file shared without a comment: nothing the user could read
+            return self._ignore("message", "empty", **fields)
         if self._is_private(text):
             return self._ignore("message", "private_note", **fields)
+        if not self.replies_enabled:
+            # No reply endpoint: nobody could receive it, and a queued entry would never drain.
+            return self._ignore("message", "no_reply_endpoint", **fields)
         cid = await self.store.thread_conversation(channel, thread_ts)
         if cid is None:
             return self._ignore("message", "unknown_thread", **fields)

@@ -120,10 +120,12 @@ def root_message(header: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
         fields.append(_field("Handover category", header["category"]))
     fields.append(_field("Bot muted", "yes" if header.get("muted") else "no"))
     status_text = _STATUS_LABELS.get(status, status)
-    if status in ("claimed", "resolved") and header.get("agent_id"):
+    idle = status == "resolved" and header.get("resolved_reason") == "idle"
+    if status in ("claimed", "resolved") and header.get("agent_id") and not idle:
+        # (an idle close keeps the claimer's id in the header: it must not read as their doing)
         verb = "by" if status == "claimed" else "— by"
         status_text += f" {verb} <@{header['agent_id']}>"
-    if status == "resolved" and header.get("resolved_reason") == "idle":
+    if idle:
         status_text += " (no activity)"
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": f"*{title}*"}},
@@ -183,14 +185,21 @@ def slack_to_plain(text: str, user_name: Callable[[str], str | None]) -> str:
             return "@" + (label or user_name(target) or target)
         if sigil == "#":
             return "#" + (label or target)
-        special = target.split("^")[0]
-        return "@" + (label or special.lstrip("!"))
+        command = target.split("^")[0]
+        if command in ("here", "channel", "everyone"):
+            return "@" + command
+        if command == "date":
+            return label or ""  # <!date^…|fallback>: the fallback is the readable date
+        # <!subteam^S123|@support>: Slack's label already carries the "@"
+        return label if label and label.startswith("@") else "@" + (label or command)
 
     def link(m: re.Match[str]) -> str:
         url, label = m.group(1), m.group(2)
-        if label and label != url:
+        bare = re.sub(r"^(?:https?://|mailto:)", "", url)
+        if label and label not in (url, bare):
             return f"{label} ({url})"
-        return url.removeprefix("mailto:")
+        # Slack auto-links what the agent typed ("example.com", "a@b.c"): give it back as typed.
+        return label or url.removeprefix("mailto:")
 
     text = _MENTION.sub(mention, text)
     text = _LINK.sub(link, text)

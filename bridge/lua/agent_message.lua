@@ -1,5 +1,7 @@
 -- A human replied in a handover thread: queue it for the owner's reply endpoint (once per Slack
 -- event_id), count it as activity, and let the first replying agent claim an unclaimed handover.
+-- The claim is queued before the message, so the owner hears "handover_claimed" (and can mute the bot)
+-- before the agent's first words reach the user.
 -- KEYS: conv, out_slack, ready_slack, out_reply, ready_reply, stats, open, seen
 -- ARGV: now_ms, cid, thread_ts, agent_id, message json, dedupe_ms, claim_on_reply ('1'|'0')
 -- Returns {status, first_response_after_ms}: status 1 queued, 0 duplicate, -1 not an open handover thread
@@ -14,6 +16,9 @@ if not redis.call('SET', KEYS[8], '1', 'NX', 'PX', ARGV[6]) then return {0, 0} e
 
 local c = redis.call('HMGET', k.conv, 'skill_id', 'client_id', 'user_id', 'platform', 'lang', 'hid',
   'first_response_at', 'opened_at')
+if state == 'open' and ARGV[7] == '1' then
+  claim(k, cid, now, ARGV[4], '', '1')
+end
 local message = cjson.decode(ARGV[5])
 message.type = 'agent_message'
 message.skill_id, message.client_id, message.user_id = c[1] or '', c[2] or '', c[3] or ''
@@ -26,8 +31,5 @@ local first_after = 0
 if not c[7] then
   redis.call('HSET', k.conv, 'first_response_at', now)
   first_after = now - tonumber(c[8] or now)
-end
-if state == 'open' and ARGV[7] == '1' then
-  claim(k, cid, now, ARGV[4], '', '1')
 end
 return {1, first_after}
