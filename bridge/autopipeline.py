@@ -38,9 +38,15 @@ SOLO_COMMANDS = frozenset({
 Call = tuple[tuple[Any, ...], dict[str, Any], "asyncio.Future[Any]"]
 
 
-def _command_word(name: Any) -> str:
-    text = name.decode() if isinstance(name, bytes) else str(name)
-    return text.partition(" ")[0].upper()
+_solo: dict[Any, bool] = {}  # command name as redis-py passes it → keeps redis-py's own path
+
+
+def _is_solo(name: Any) -> bool:
+    solo = _solo.get(name)
+    if solo is None:
+        text = name.decode() if isinstance(name, bytes) else str(name)
+        solo = _solo[name] = text.partition(" ")[0].upper() in SOLO_COMMANDS
+    return solo
 
 
 class AutoPipelineRedis(Redis):
@@ -52,7 +58,7 @@ class AutoPipelineRedis(Redis):
         self._batches: set[asyncio.Task[None]] = set()
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
-        if self.single_connection_client or _command_word(args[0]) in SOLO_COMMANDS:
+        if self.single_connection_client or _is_solo(args[0]):
             return await super().execute_command(*args, **options)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()

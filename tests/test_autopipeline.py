@@ -1,0 +1,107 @@
+"""The bridge's Redis client pipelines concurrent single commands (bridge/autopipeline.py): one round trip
+for many, same answers as redis-py, errors kept per command, and it recovers like redis-py does."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+
+from bridge.app import redis_client
+from bridge.autopipeline import AutoPipelineRedis
+from bridge.embedded import EmbeddedValkey
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[AutoPipelineRedis]:
+    redis = redis_client(redis_url, cluster=False)
+    assert isinstance(redis, AutoPipelineRedis)  # what the bridge runs with
+    try:
+        yield redis
+    finally:
+        await redis.aclose()
+
+
+async def reads_processed(observer: Redis) -> int:
+    """Client socket reads the server did so far (one per round trip, whatever it carried)."""
+    return int((await observer.info("stats"))["total_reads_processed"])
+
+
+async def test_concurrent_commands_share_one_round_trip_and_answer_like_redis_py(
+    client: AutoPipelineRedis, redis_url: str
+) -> None:
+    observer = Redis.from_url(redis_url)
+    await client.ping()  # both connected: handshakes are not what we count
+    before = await reads_processed(observer)
+    answers = await asyncio.gather(
+        *(client.hset(f"h{i}", mapping={"n": i, "name": f"é{i}"}) for i in range(50)),
+        *(client.hgetall(f"h{i}") for i in range(50)),
+        client.set("s", "v", nx=True),
+        client.set("s", "w", nx=True),
+        client.zadd("z", {"a": 1.5}),
+        client.zrangebyscore("z", "-inf", "+inf", withscores=True),
+    )
+    reads = await reads_processed(observer) - before
+    await observer.aclose()
+    assert reads <= 3, reads  # 104 commands in one write, read at once (plus the observer's INFO)
+    assert answers[:50] == [2] * 50
+    assert answers[50:100] == [{b"n": str(i).encode(), b"name": f"é{i}".encode()} for i in range(50)]
+    assert answers[100:] == [True, None, 1, [(b"a", 1.5)]]  # redis-py's response callbacks applied
+
+
+async def test_an_error_reply_fails_its_own_command_only(client: AutoPipelineRedis) -> None:
+    await client.set("text", "not a number")
+    results = await asyncio.gather(
+        client.incr("counter"), client.incr("text"), client.incr("counter"), return_exceptions=True
+    )
+    assert results[0] == 1 and results[2] == 2
+    assert isinstance(results[1], ResponseError)
+
+
+async def test_scripts_are_reloaded_after_the_script_cache_is_flushed(client: AutoPipelineRedis) -> None:
+    script = client.register_script("return redis.call('INCR', KEYS[1])")
+    assert await script(keys=["k"]) == 1
+    await client.script_flush()  # as after a restart or a failover: EVALSHA answers NOSCRIPT
+    assert await asyncio.gather(script(keys=["k"]), script(keys=["k"])) == [2, 3]
+
+
+async def test_a_connection_killed_by_the_server_is_replaced_transparently(
+    client: AutoPipelineRedis, redis_url: str
+) -> None:
+    await client.set("a", "1")
+    killer = Redis.from_url(redis_url)
+    try:  # as a server restart or an idle timeout does to pooled connections
+        killed = await killer.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    finally:
+        await killer.aclose()
+    assert killed >= 1
+    assert await asyncio.gather(client.get("a"), client.incr("b")) == [b"1", 1]
+
+
+async def test_blocking_commands_keep_a_connection_of_their_own(client: AutoPipelineRedis) -> None:
+    waiting = asyncio.create_task(client.blpop(["queue"], timeout=2))
+    await asyncio.sleep(0.05)
+    assert await client.set("x", "1") is True  # not stuck behind the BLPOP
+    assert await client.rpush("queue", "item") == 1
+    assert tuple(await waiting) == (b"queue", b"item")
+
+
+async def test_every_caller_gets_the_error_while_redis_is_down(tmp_path: Path) -> None:
+    server = EmbeddedValkey(tmp_path / "valkey")
+    url = await server.start()
+    redis = redis_client(url, cluster=False)
+    try:
+        assert await redis.ping() is True
+        await server.stop()
+        results = await asyncio.gather(redis.get("a"), redis.set("b", "1"), return_exceptions=True)
+        assert all(isinstance(r, RedisConnectionError) for r in results), results
+        await server.start()
+        assert await redis.set("b", "1") is True  # and it recovers by itself
+    finally:
+        await redis.aclose()
+        await server.stop()
