@@ -21,14 +21,13 @@ from typing import Any
 
 import orjson
 import structlog
-from redis.exceptions import RedisError
 
 from . import slack_format
 from .config import DeliverySection
 from .metrics import Metrics
 from .replies import ReplyError, ReplySender
 from .slack_api import SlackApi, SlackFailure
-from .store import REPLY, SLACK, OutboxEntry, Store, stream_id_key
+from .store import REPLY, SLACK, STORE_ERRORS, OutboxEntry, Store, stream_id_key
 
 log = structlog.get_logger("bridge.delivery")
 
@@ -415,7 +414,7 @@ class Deliverer:
                         # so a second task would pass every lease check beside the first).
                         if cid not in active:
                             active[cid] = asyncio.create_task(self._run(lane, cid))
-            except RedisError as e:
+            except STORE_ERRORS as e:  # the dispatcher must outlive a failover
                 self.metrics.redis_errors.labels("claim").inc()
                 log.warning("claim_failed", lane=lane.name, error=type(e).__name__)
                 await asyncio.sleep(min(s.poll_interval_s, 1.0))
@@ -429,7 +428,7 @@ class Deliverer:
             due = await lane.deliver(cid, self.worker)
         except Retry as r:
             due = r.due_ms
-        except RedisError as e:
+        except STORE_ERRORS as e:
             self.metrics.redis_errors.labels("deliver").inc()
             log.warning("delivery_redis_error", lane=lane.name, cid=cid, error=type(e).__name__)
             due = now_ms() + 1000
@@ -447,7 +446,7 @@ class Deliverer:
         """Hand the conversation back, shielded from cancellation so a lease is never left behind."""
         try:
             remaining = await asyncio.shield(self.store.release(lane, cid, self.worker, due or now_ms()))
-        except (RedisError, asyncio.CancelledError):
+        except (*STORE_ERRORS, asyncio.CancelledError):
             return  # the lease expires by itself and the conversation is due again then
         if remaining and (due is None or due <= now_ms()):
             self.wake(lane, self.store.partition_of(cid))

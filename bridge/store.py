@@ -36,6 +36,14 @@ import orjson
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
+from redis.exceptions import (
+    AskError,
+    MovedError,
+    NoScriptError,
+    RedisClusterException,
+    RedisError,
+    TryAgainError,
+)
 
 SLACK = "slack"
 REPLY = "reply"
@@ -46,6 +54,11 @@ USER_CACHE_S = 86400
 THREAD_MAPPING_S = 30 * 86400
 
 AnyRedis = Redis | RedisCluster
+# "Redis cannot answer right now": callers answer 503 or back off. RedisClusterException (no reachable
+# node, slot not covered during a failover, ...) is NOT a RedisError subclass in redis-py.
+STORE_ERRORS: tuple[type[Exception], ...] = (RedisError, RedisClusterException)
+# A pipelined record+WAIT whose EVALSHA was redirected is sent again once the client knows the new owner.
+_REDIRECTS = (MovedError, AskError, TryAgainError)
 
 
 def conversation_id(skill_id: str, client_id: str) -> str:
@@ -274,13 +287,51 @@ class Store:
         return keys, args
 
     async def record(self, keys: list[str], args: list[Any]) -> RecordResult:
-        recorded, queued, opened, hid = await self._scripts["record"](keys=keys, args=args)
+        return self._record_result(await self._scripts["record"](keys=keys, args=args), args)
+
+    def _record_result(self, raw: list[Any], args: list[Any]) -> RecordResult:
+        recorded, queued, opened, hid = raw
         cid = args[4]
         return RecordResult(bool(recorded), bool(queued), bool(opened), int(hid), self.partition_of(cid), cid)
 
-    async def wait_for_replicas(self, replicas: int, timeout_ms: int) -> int:
-        """WAIT on the node that holds `key`'s slot (webhook durability option)."""
-        return int(await self.redis.execute_command("WAIT", replicas, timeout_ms))
+    async def record_and_wait(
+        self, keys: list[str], args: list[Any], replicas: int, timeout_ms: int
+    ) -> tuple[RecordResult, int]:
+        """record.lua then WAIT, pipelined in one round trip on ONE connection: WAIT only counts the
+        writes of the connection it runs on. In cluster mode both go to the primary that owns the
+        conversation's slot. Returns the result and how many replicas acknowledged within `timeout_ms`."""
+        script = self._scripts["record"]
+        cluster = isinstance(self.redis, RedisCluster)
+        last: Exception | None = None
+        for _ in range(3):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                # EVALSHA by hand: redis-py's ClusterPipeline refuses pipe.evalsha() and Script objects.
+                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+                if cluster:
+                    await self.redis.initialize()  # (a no-op unless a failure reset the slot map)
+                    node = self.redis.get_node_from_key(keys[0])  # type: ignore[union-attr]
+                    pipe.execute_command("WAIT", replicas, timeout_ms, target_nodes=node)
+                    # Redirections are ours to handle: redis-py would re-send the EVALSHA alone elsewhere.
+                    raw, acked = await pipe.execute(  # type: ignore[call-arg]
+                        raise_on_error=False, allow_redirections=False
+                    )
+                else:
+                    pipe.execute_command("WAIT", replicas, timeout_ms)
+                    raw, acked = await pipe.execute(raise_on_error=False)
+            if isinstance(raw, NoScriptError):  # a fresh (or restarted, or promoted) server: load, send again
+                last = raw
+                await self.redis.script_load(script.script)
+                continue
+            if isinstance(raw, _REDIRECTS):  # the slot moved (failover): a plain command refreshes the map
+                last = raw
+                await self.redis.exists(keys[0])
+                continue
+            for value in (raw, acked):
+                if isinstance(value, Exception):
+                    raise value
+            return self._record_result(raw, args), int(acked)
+        assert last is not None
+        raise last
 
     # -- delivery ------------------------------------------------------------------------------------
 
