@@ -55,10 +55,10 @@ def redis_client(url: str, cluster: bool) -> AnyRedis:
     return AutoPipelineRedis.from_url(url, **options)
 
 
-async def connect(url: str, cluster: bool) -> AnyRedis:
+async def connect(url: str, cluster: bool, attempts: int = CONNECT_ATTEMPTS) -> AnyRedis:
     """Bounded connect-retry, confirmed with PING."""
     last: Exception | None = None
-    for attempt in range(CONNECT_ATTEMPTS):
+    for attempt in range(attempts):
         client = redis_client(url, cluster)
         try:
             await client.ping()
@@ -128,7 +128,9 @@ def _bridge_ctx(app_config: AppConfig):
         store = Store(app[REDIS], partitions=app_config.file.redis.partitions)  # type: ignore[arg-type]
         await store.check_partitions()
         token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else ""
-        slack = SlackApi.create(token, settings.slack_api_url, app[HTTP], metrics)
+        # A Slack call must end well within a worker's lease, or another worker could take over mid-post.
+        slack_timeout_s = max(1, int(min(10.0, app_config.file.delivery.lease_s / 2)))
+        slack = SlackApi.create(token, settings.slack_api_url, app[HTTP], metrics, timeout_s=slack_timeout_s)
         delivery_settings = lambda: holder.current.delivery  # noqa: E731
         ctx = DeliveryContext(store, metrics, delivery_settings, app_config.replies_enabled)
         lanes: list[Lane] = [SlackLane(ctx, slack)]

@@ -16,9 +16,10 @@ import orjson
 from .config import ConfigError, check_config_main
 from .logs import configure_logging
 from .settings import AppConfig, SettingsError, load_app_config
-from .store import Store, close_quietly
+from .store import STORE_ERRORS, Store, close_quietly
 
 URL_FILE = "redis-url"
+CLI_CONNECT_ATTEMPTS = 3  # an operator at a prompt wants an answer in seconds, not a long retry
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,7 +64,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"bridge: cannot start: {type(e).__name__}: {e}", file=sys.stderr)
             return 1
         return 0
-    return asyncio.run(_outbox(app_config, args))
+    try:
+        return asyncio.run(_outbox(app_config, args))
+    except (RuntimeError, *STORE_ERRORS, OSError) as e:
+        print(f"bridge: {e}", file=sys.stderr)
+        return 1
 
 
 @contextlib.asynccontextmanager
@@ -80,7 +85,7 @@ async def _store(app_config: AppConfig) -> AsyncIterator[Store]:
         url = url_file.read_text().strip() if url_file.exists() else ""
         if url:
             try:
-                client = await asyncio.wait_for(connect(url, False), 3)
+                client = await asyncio.wait_for(connect(url, False, attempts=2), 3)
             except (TimeoutError, RuntimeError):
                 url = ""
             else:
@@ -88,7 +93,7 @@ async def _store(app_config: AppConfig) -> AsyncIterator[Store]:
         if not url:
             embedded = EmbeddedValkey(Path(app_config.settings.bridge_data_dir))
             url = await embedded.start()
-    client = await connect(url, app_config.redis_cluster)
+    client = await connect(url, app_config.redis_cluster, attempts=CLI_CONNECT_ATTEMPTS)
     try:
         yield Store(client, partitions=app_config.file.redis.partitions)
     finally:

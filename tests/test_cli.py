@@ -154,3 +154,13 @@ async def test_sighup_reloads_the_config_and_the_bridge_keeps_serving(tmp_path: 
         proc.terminate()
         proc.wait(timeout=20)
         await slack.stop()
+
+
+def test_outbox_command_with_redis_unreachable_is_one_line_quickly(tmp_path: Path) -> None:
+    env = {"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    started = time.monotonic()
+    result = run_cli("outbox", "list-dead", env=env, cwd=tmp_path)
+    assert result.returncode == 1
+    assert time.monotonic() - started < 10
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "cannot reach Redis" in lines[0], result.stderr
