@@ -49,6 +49,9 @@ from tests.helpers import escalation, message
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "50"))
+# Each peak pass runs this many times and the best is kept: on a shared machine, interference only
+# ever lowers throughput.
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2"))
 KEY = "bench-webhook-key-0001"
 CHANNEL = "C0BENCH001"
 SKILL = "bench"
@@ -120,7 +123,14 @@ def _seconds(text: str) -> float:
 
 
 def parse_wrk(output: str) -> Peak:
-    percentiles = {int(p): _seconds(v) for p, v in re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.M)}
+    try:
+        return _parse_wrk(output)
+    except (AttributeError, KeyError, ValueError) as e:
+        raise RuntimeError(f"cannot read wrk's output ({e!r}):\n{output}") from e
+
+
+def _parse_wrk(output: str) -> Peak:
+    percentiles = {int(p): _seconds(v) for p, v in re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", output, re.M)}
     requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
@@ -393,26 +403,50 @@ async def measured_peak(
     tag: str,
     work_dir: Path,
 ) -> Row:
-    before_metrics = await scrape(session, bridge.url)
-    before = counters.snapshot()
-    cpu_before, server_before = cpu_times(), process_cpu_s(bridge.pid)
-    result = await peak(bridge.port, workload, tag, work_dir)
-    cpu_after, server_after = cpu_times(), process_cpu_s(bridge.pid)
-    after = counters.snapshot()
-    after_metrics = await scrape(session, bridge.url)
-    events = after_metrics["recorded"] - before_metrics["recorded"]
-    if after_metrics["not_recorded"] != before_metrics["not_recorded"]:
-        raise RuntimeError(f"{name}: some events were not recorded (duplicates or rejections)")
-    commands, round_trips, evalsha = counters.per_event(before, after, events)
-    return Row(
-        name,
-        result,
-        commands,
-        round_trips,
-        evalsha,
-        busy(cpu_before, cpu_after),
-        (server_after - server_before) / events * 1e6,
-    )
+    """The best of ROUNDS peak passes, with the bridge's CPU and Redis work per recorded event."""
+    best: Row | None = None
+    for round_ in range(ROUNDS):
+        before_metrics = await scrape(session, bridge.url)
+        before = counters.snapshot()
+        cpu_before, server_before = cpu_times(), process_cpu_s(bridge.pid)
+        result = await peak(bridge.port, workload, f"{tag}{round_}-", work_dir)
+        cpu_after, server_after = cpu_times(), process_cpu_s(bridge.pid)
+        after = counters.snapshot()
+        after_metrics = await scrape(session, bridge.url)
+        events = after_metrics["recorded"] - before_metrics["recorded"]
+        if after_metrics["not_recorded"] != before_metrics["not_recorded"]:
+            raise RuntimeError(f"{name}: some events were not recorded (duplicates or rejections)")
+        commands, round_trips, evalsha = counters.per_event(before, after, events)
+        row = Row(
+            name,
+            result,
+            commands,
+            round_trips,
+            evalsha,
+            busy(cpu_before, cpu_after),
+            (server_after - server_before) / events * 1e6,
+        )
+        if best is None or row.peak.rate > best.peak.rate:
+            best = row
+    assert best is not None
+    return best
+
+
+async def bare_peak(pid: int, port: int, workload: list[list[bytes]], work_dir: Path) -> Row:
+    best: Row | None = None
+    for round_ in range(ROUNDS):
+        cpu_before, server_before = cpu_times(), process_cpu_s(pid)
+        result = await peak(port, workload, f"b{round_}-", work_dir)
+        row = Row(
+            "1. bare aiohttp handler (ceiling)",
+            result,
+            cpu=busy(cpu_before, cpu_times()),
+            server_cpu_per_request_us=(process_cpu_s(pid) - server_before) / result.requests * 1e6,
+        )
+        if best is None or row.peak.rate > best.peak.rate:
+            best = row
+    assert best is not None
+    return best
 
 
 async def fixed_rate(
@@ -534,16 +568,7 @@ async def run(work_dir: Path) -> str:
                 f"http://127.0.0.1:{bare_port}/healthz", bare_proc, 15, lambda: "bare app failed"
             )
             plain = users(USERS, "u")
-            cpu_before, server_before = cpu_times(), process_cpu_s(bare_proc.pid)
-            bare_peak = await peak(bare_port, plain, "b", work_dir)
-            bare = Row(
-                "1. bare aiohttp handler (ceiling)",
-                bare_peak,
-                cpu=busy(cpu_before, cpu_times()),
-                server_cpu_per_request_us=(process_cpu_s(bare_proc.pid) - server_before)
-                / bare_peak.requests
-                * 1e6,
-            )
+            bare = await bare_peak(bare_proc.pid, bare_port, plain, work_dir)
             await stop(bare_proc)
             log(f"bare: {bare.peak.rate:.0f} req/s")
 
@@ -644,30 +669,30 @@ def render(
         f"- Layout: {layout}",
         f"- Peak load: {tool}, {CONNECTIONS} keep-alive connections, {SECONDS:g} s per pass; "
         "fixed-rate passes: bench/load.py, latency counted from when each request was due",
+        f"- Best of {ROUNDS} rounds per peak pass. CPU ratio = the ceiling's server CPU per request divided "
+        "by this case's: the same comparison, much less sensitive to other load on the machine.",
         "- Bridge: `python -m bridge serve` (uvloop), valkey-server (AOF everysec), default config except "
         "posts_per_second/burst 2000 (no Slack rate limiting)",
         "",
-        "| case | req/s | ratio to 1 | p50 ack | p99 ack | Redis commands/event | round trips/event "
-        "| EVALSHA/event | server CPU/request | CPUs busy |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| case | req/s | ratio to 1 | server CPU/request | CPU ratio to 1 | p50 ack | p99 ack "
+        "| Redis commands/event | round trips/event | EVALSHA/event | CPUs busy |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     targets = {1: 0.6, 2: 0.5}
-    for row in [bare, *rows]:
+    for index, row in enumerate([bare, *rows]):
         ratio = row.peak.rate / bare.peak.rate
-        extra = (
-            " | – | – | –"
+        redis_work = (
+            "– | – | –"
             if row.commands is None
-            else (f" | {row.commands:.1f} | {row.round_trips:.2f} | {row.evalsha:.2f}")
+            else f"{row.commands:.1f} | {row.round_trips:.2f} | {row.evalsha:.2f}"
         )
-        index = [bare, *rows].index(row)
         mark = f" {verdict(ratio >= targets[index])} (≥ {targets[index]})" if index in targets else ""
         failed = f" ({row.peak.failed} failed)" if row.peak.failed else ""
-        per_request = (
-            "–" if row.server_cpu_per_request_us is None else f"{row.server_cpu_per_request_us:.0f} µs"
-        )
+        cpu = row.server_cpu_per_request_us or 0.0
+        cpu_ratio = (bare.server_cpu_per_request_us or 0.0) / cpu if cpu else 0.0
         lines.append(
-            f"| {row.name} | {row.peak.rate:,.0f}{failed} | {ratio:.2f}{mark} | {ms(row.peak.p50_s)} "
-            f"| {ms(row.peak.p99_s)}{extra} | {per_request} | {row.cpu} |"
+            f"| {row.name} | {row.peak.rate:,.0f}{failed} | {ratio:.2f}{mark} | {cpu:.0f} µs "
+            f"| {cpu_ratio:.2f} | {ms(row.peak.p50_s)} | {ms(row.peak.p99_s)} | {redis_work} | {row.cpu} |"
         )
     lines += [
         "",

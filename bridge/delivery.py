@@ -405,10 +405,17 @@ class Deliverer:
                 for partition in todo:
                     free = s.workers - len(active)
                     if free <= 0:
-                        break
-                    for cid in await self.store.claim_due(
+                        # Every worker is busy: wake-ups not served yet wait for a worker to be released
+                        # (that sets the event), not for the next sweep, poll_interval later.
+                        if partition in woken:
+                            self._wakes[lane.name].add(partition)
+                        continue
+                    claimed = await self.store.claim_due(
                         lane.name, partition, self.worker, now_ms(), int(s.lease_s * 1000), free
-                    ):
+                    )
+                    if len(claimed) >= free:  # maybe more due there than there were free workers
+                        self._wakes[lane.name].add(partition)
+                    for cid in claimed:
                         # Our own lease ran out while a post of ours was slow, and we took it again:
                         # the running task keeps the conversation (every worker here shares one id,
                         # so a second task would pass every lease check beside the first).

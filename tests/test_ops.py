@@ -254,6 +254,18 @@ async def test_metrics_token_is_required_when_configured(
     assert status == 200 and b"bridge_webhook_events_total" in body
 
 
+async def test_a_conversation_woken_while_every_worker_is_busy_is_delivered_without_waiting_for_the_sweep(
+    make_bridge: Callable[..., Awaitable[BridgeClient]], fake_slack: FakeSlack
+) -> None:
+    # One worker, and a sweep so rare it never comes during the test: only wake-ups can bring bob's root.
+    bridge = await make_bridge(file={"delivery": {"workers": 1, "poll_interval": "60s"}})
+    fake_slack.delay(0.3, methods=["chat.postMessage"])  # the worker stays busy with amy for a while
+    await bridge.hook(message("amy", "hello", "hi"))
+    await bridge.hook(escalation("amy"))  # root, then a history post: ~0.6 s of work
+    await bridge.hook(escalation("bob"))  # woken while the only worker is busy
+    await wait_until(lambda: len(fake_slack.roots(CHANNEL)) == 2, 5)  # seconds, not the next sweep
+
+
 # -- logs and secrets, on the real process ----------------------------------------------------------
 
 SECRETS = {
