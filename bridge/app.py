@@ -129,7 +129,7 @@ def _bridge_ctx(app_config: AppConfig):
         await store.check_partitions()
         token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else ""
         # A Slack call must end well within a worker's lease, or another worker could take over mid-post.
-        slack_timeout_s = max(1, int(min(10.0, app_config.file.delivery.lease_s / 2)))
+        slack_timeout_s = min(10.0, app_config.file.delivery.lease_s / 2)
         slack = SlackApi.create(token, settings.slack_api_url, app[HTTP], metrics, timeout_s=slack_timeout_s)
         delivery_settings = lambda: holder.current.delivery  # noqa: E731
         ctx = DeliveryContext(store, metrics, delivery_settings, app_config.replies_enabled)

@@ -543,7 +543,7 @@ class DeliverySection(Section):
     max_message_chars: int = Field(3900, ge=500, le=39000)
     backoff_base_s: Duration = Field(0.5, alias="backoff_base")
     backoff_max_s: Duration = Field(30.0, alias="backoff_max")
-    lease_s: Duration = Field(15.0, alias="lease", ge=2.0)  # Slack calls time out at half of it (max 10s)
+    lease_s: Duration = Field(15.0, alias="lease", ge=0.5)  # Slack calls time out at half of it (max 10s)
     poll_interval_s: Duration = Field(0.5, alias="poll_interval")
     shutdown_grace_s: Duration = Field(10.0, alias="shutdown_grace")
 

@@ -57,7 +57,7 @@ class SlackApi:
 
     @classmethod
     def create(
-        cls, token: str, base_url: str, session: aiohttp.ClientSession, metrics: Metrics, timeout_s: int = 10
+        cls, token: str, base_url: str, session: aiohttp.ClientSession, metrics: Metrics, timeout_s: float = 10
     ) -> SlackApi:
         client = AsyncWebClient(
             token=token, base_url=base_url, session=session, timeout=timeout_s, retry_handlers=[]
