@@ -441,9 +441,10 @@ class Trigger(Section):
     def conditions(self) -> list[str]:
         return [name for name in type(self).model_fields if getattr(self, name) is not None]
 
-    @property
+    @cached_property
     def condition(self) -> tuple[str, Any]:
-        """(key, value) of the one condition, e.g. ('keywords', ['agent'])."""
+        """(key, value) of the one condition, e.g. ('keywords', ['agent']); computed once, it is read
+        for every webhook."""
         key = self.conditions[0]
         return key, getattr(self, key)
 

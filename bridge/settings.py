@@ -6,6 +6,7 @@ Secrets live only here, as SecretStr, so that a stray repr or log line prints `*
 from __future__ import annotations
 
 import os
+from functools import cached_property
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,8 +60,9 @@ class AppConfig:
     def default_channel(self) -> str:
         return self.settings.slack_channel or self.file.slack.default_channel or ""
 
-    @property
+    @cached_property
     def webhook_keys(self) -> tuple[bytes, ...]:
+        """Parsed once: checked on every webhook."""
         raw = self.settings.smartly_webhook_key.get_secret_value() if self.settings.smartly_webhook_key else ""
         return tuple(k.strip().encode() for k in raw.split(",") if k.strip())
 
