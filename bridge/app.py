@@ -17,7 +17,7 @@ from redis.backoff import ExponentialBackoff
 from slack_sdk.signature import SignatureVerifier
 
 from .autopipeline import AutoPipelineRedis
-from .delivery import DeliveryContext, Deliverer, Lane, ReplyLane, SlackLane
+from .delivery import Deliverer, DeliveryContext, Lane, ReplyLane, SlackLane
 from .embedded import EmbeddedValkey
 from .handover import Handover
 from .metrics import Metrics
@@ -92,11 +92,14 @@ def _redis_ctx(app_config: AppConfig):
             embedded = EmbeddedValkey(data_dir)
             url = await embedded.start()
             (data_dir / "redis-url").write_text(url)  # lets `bridge outbox ...` find this server
-            log.info("embedded_valkey_started", data_dir=str(data_dir.resolve()), url=url,
-                     note="no REDIS_URL set: using an embedded valkey-server with append-only persistence")
+            log.info(
+                "embedded_valkey_started",
+                data_dir=str(data_dir.resolve()),
+                url=url,
+                note="no REDIS_URL set: using an embedded valkey-server with append-only persistence",
+            )
         client = await connect(url, app_config.redis_cluster)
         app[REDIS] = client
-        app[BRIDGE_URL] = url
         try:
             yield
         finally:
@@ -106,9 +109,6 @@ def _redis_ctx(app_config: AppConfig):
                 log.info("embedded_valkey_stopped")
 
     return ctx
-
-
-BRIDGE_URL = web.AppKey("redis_url", str)
 
 
 async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -136,8 +136,10 @@ def _bridge_ctx(app_config: AppConfig):
         lanes: list[Lane] = [SlackLane(ctx, slack)]
         if app_config.replies_enabled and settings.bridge_reply_secret:
             sender = ReplySender(
-                app[HTTP], settings.bridge_reply_url or "", settings.bridge_reply_secret.get_secret_value(),
-                timeout_s=app_config.file.replies.timeout_s,
+                app[HTTP],
+                settings.bridge_reply_url or "",
+                settings.bridge_reply_secret.get_secret_value(),
+                timeout_s=min(app_config.file.replies.timeout_s, app_config.file.delivery.lease_s / 2),
             )
             lanes.append(ReplyLane(ctx, sender, slack))
         deliverer = Deliverer(store, lanes, delivery_settings, metrics)
@@ -145,7 +147,9 @@ def _bridge_ctx(app_config: AppConfig):
         if settings.slack_signing_secret and settings.slack_signing_secret.get_secret_value():
             verifier = SignatureVerifier(settings.slack_signing_secret.get_secret_value())
         else:
-            log.warning("slack_signing_secret_missing", effect="/slack/events and /slack/interactions answer 401")
+            log.warning(
+                "slack_signing_secret_missing", effect="/slack/events and /slack/interactions answer 401"
+            )
         bridge = Bridge(
             app_config=app_config,
             holder=holder,
@@ -156,7 +160,6 @@ def _bridge_ctx(app_config: AppConfig):
             deliverer=deliverer,
             slack_events=None,  # type: ignore[arg-type]
             signature_verifier=verifier,
-            redis_url=app[BRIDGE_URL],
         )
         bridge.slack_events = SlackEvents(
             store=store,
@@ -169,8 +172,13 @@ def _bridge_ctx(app_config: AppConfig):
         app[BRIDGE] = bridge
         identity_task = asyncio.create_task(_fetch_identity(bridge))
         deliverer.start()
-        log.info("bridge_started", partitions=store.partitions, worker=deliverer.worker,
-                 replies=app_config.replies_enabled, lanes=[lane.name for lane in lanes])
+        log.info(
+            "bridge_started",
+            partitions=store.partitions,
+            worker=deliverer.worker,
+            replies=app_config.replies_enabled,
+            lanes=[lane.name for lane in lanes],
+        )
         try:
             yield
         finally:
@@ -247,8 +255,14 @@ async def resolve_idle(bridge: Bridge, idle_s: float) -> int:
     for partition in range(bridge.store.partitions):
         for cid in await bridge.store.idle_handovers(partition, before):
             status = await bridge.store.resolve_handover(
-                cid, thread_ts="", agent_id="", agent_name="", now_ms=now_ms,
-                replies=bridge.app_config.replies_enabled, reason="idle", idle_before_ms=before,
+                cid,
+                thread_ts="",
+                agent_id="",
+                agent_name="",
+                now_ms=now_ms,
+                replies=bridge.app_config.replies_enabled,
+                reason="idle",
+                idle_before_ms=before,
             )
             if status > 0:
                 resolved += 1

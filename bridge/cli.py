@@ -109,12 +109,24 @@ async def _outbox(app_config: AppConfig, args: argparse.Namespace) -> int:
             for letter in letters:
                 at = datetime.fromtimestamp(letter.at_ms / 1000, UTC).isoformat(timespec="seconds")
                 if args.json:
-                    print(orjson.dumps({
-                        "id": letter.id, "partition": letter.partition, "lane": letter.lane,
-                        "conversation": letter.cid, "kind": letter.kind, "reason": letter.reason, "at": at,
-                    }).decode())
+                    print(
+                        orjson.dumps(
+                            {
+                                "id": letter.id,
+                                "partition": letter.partition,
+                                "lane": letter.lane,
+                                "conversation": letter.cid,
+                                "kind": letter.kind,
+                                "reason": letter.reason,
+                                "at": at,
+                            }
+                        ).decode()
+                    )
                 else:
-                    print(f"{letter.id}  {at}  {letter.lane:5}  {letter.kind:13}  {letter.reason:20}  {letter.cid}")
+                    print(
+                        f"{letter.id}  {at}  {letter.lane:5}  {letter.kind:13}  "
+                        f"{letter.reason:20}  {letter.cid}"
+                    )
             if not args.json:
                 print(f"{len(letters)} dead letter(s)", file=sys.stderr)
             return 0
@@ -122,7 +134,8 @@ async def _outbox(app_config: AppConfig, args: argparse.Namespace) -> int:
             print("bridge: name dead-letter ids to replay, or --all", file=sys.stderr)
             return 2
         chosen = [
-            d for d in letters
+            d
+            for d in letters
             if (args.all or d.id in args.ids) and (not args.reason or d.reason == args.reason)
         ]
         unknown = set(args.ids) - {d.id for d in letters}

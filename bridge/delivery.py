@@ -103,7 +103,9 @@ class DeliveryContext:
     async def bury(self, lane: str, cid: str, entries: list[OutboxEntry], reason: str) -> None:
         moved = await self.store.bury(lane, cid, [e.id for e in entries], reason, now_ms())
         self.metrics.dead_letters.labels(lane, reason).inc(moved)
-        log.error("dead_letter", lane=lane, cid=cid, reason=reason, entries=moved, kinds=[e.kind for e in entries])
+        log.error(
+            "dead_letter", lane=lane, cid=cid, reason=reason, entries=moved, kinds=[e.kind for e in entries]
+        )
 
 
 class SlackLane(Lane):
@@ -187,6 +189,7 @@ class SlackLane(Lane):
 
     async def _update_root(self, cid: str, worker: str, head: OutboxEntry, channel: str, ts: str) -> None:
         text, blocks = slack_format.root_message(head.data)
+        await self._mark_inflight(cid, worker, head.id, head.id)  # lease check: updates stay in order
         await self.slack.update(channel, ts, text, blocks)
         await self._commit(cid, worker, [head.id])
 
@@ -201,7 +204,9 @@ class SlackLane(Lane):
             if entry.kind not in THREAD_KINDS or entry.hid != head.hid:
                 break
             run.append(entry)
-        chunk = slack_format.pack([(e.id, self._text(e)) for e in run], self.ctx.settings().max_message_chars)[0]
+        chunk = slack_format.pack(
+            [(e.id, self._text(e)) for e in run], self.ctx.settings().max_message_chars
+        )[0]
         first, last = chunk.ids[0], chunk.ids[-1]
         await self._mark_inflight(cid, worker, first, last)
         await self.slack.post(channel, chunk.text, thread_ts=thread_ts, marker=self._marker(cid, first, last))
@@ -248,7 +253,7 @@ class SlackLane(Lane):
         head = entries[0]
         if not marker or head.kind == "update":
             return False
-        first, last, started = (marker.split(" ") + ["", "", "0"])[:3]
+        first, last, started = [*marker.split(" "), "", "", "0"][:3]
         if head.id != first:
             return False
         paused = await self.ctx.store.paused_until(channel)
@@ -304,6 +309,13 @@ class ReplyLane(Lane):
             head = entries[0]
             body = await self._body(cid, head)
             kind = str(body.get("type", head.kind))
+            lease_ms = int(self.ctx.settings().lease_s * 1000)
+            # Renew the lease (or find it lost) right before the POST: names looked up above may
+            # have taken long enough for another worker to take this conversation over.
+            if not await store.mark_inflight(
+                REPLY, cid, worker, f"{head.id} {head.id} {now_ms()}", lease_ms=lease_ms
+            ):
+                raise lease_lost(REPLY, cid, head.id)
             try:
                 await self.sender.send(orjson.dumps(body))
             except ReplyError as e:
@@ -316,7 +328,6 @@ class ReplyLane(Lane):
                 raise await self.ctx.retry_later(REPLY, cid, e.reason) from e
             self.ctx.metrics.reply_requests.labels(kind, "ok").inc()
             log.info("reply_delivered", cid=cid, type=kind, thread_ts=body.get("thread_ts"))
-            lease_ms = int(self.ctx.settings().lease_s * 1000)
             if not await store.commit(REPLY, cid, worker, [head.id], lease_ms=lease_ms, now_ms=now_ms()):
                 raise lease_lost(REPLY, cid, head.id)
 

@@ -125,7 +125,9 @@ def parse_event(body: bytes) -> SmartlyEvent:
     skill_id = _identifier(payload.get("skill_id"))
     client_id = _identifier(payload.get("client_id"))
     missing = [
-        name for name, value in (("payload.skill_id", skill_id), ("payload.client_id", client_id)) if not value
+        name
+        for name, value in (("payload.skill_id", skill_id), ("payload.client_id", client_id))
+        if not value
     ]
     if missing:
         raise MissingFields("missing required fields: " + ", ".join(missing), missing=missing)

@@ -13,7 +13,10 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.webhook_events = Counter(
-            "bridge_webhook_events_total", "Smartly webhook events by outcome", ["event", "outcome"], registry=r
+            "bridge_webhook_events_total",
+            "Smartly webhook events by outcome",
+            ["event", "outcome"],
+            registry=r,
         )
         self.handovers_opened = Counter(
             "bridge_handovers_opened_total", "Handovers opened", ["trigger", "route"], registry=r
@@ -32,7 +35,10 @@ class Metrics:
             "bridge_outbox_pending", "Outbox entries waiting for delivery", ["lane"], registry=r
         )
         self.dead_letters = Counter(
-            "bridge_dead_letters_total", "Entries moved to the dead-letter stream", ["lane", "reason"], registry=r
+            "bridge_dead_letters_total",
+            "Entries moved to the dead-letter stream",
+            ["lane", "reason"],
+            registry=r,
         )
         self.agent_first_response = Histogram(
             "bridge_agent_first_response_seconds",
@@ -41,10 +47,16 @@ class Metrics:
             registry=r,
         )
         self.reply_requests = Counter(
-            "bridge_reply_requests_total", "POSTs to the owner's reply endpoint", ["type", "outcome"], registry=r
+            "bridge_reply_requests_total",
+            "POSTs to the owner's reply endpoint",
+            ["type", "outcome"],
+            registry=r,
         )
         self.slack_events = Counter(
-            "bridge_slack_events_total", "Slack events and interactions by outcome", ["kind", "outcome"], registry=r
+            "bridge_slack_events_total",
+            "Slack events and interactions by outcome",
+            ["kind", "outcome"],
+            registry=r,
         )
         self.redis_errors = Counter(
             "bridge_redis_errors_total", "Redis commands that failed", ["where"], registry=r

@@ -18,8 +18,15 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     return f"v1={digest}"
 
 
-def verify(secret: str, timestamp: str, body: bytes, signature: str, *, max_age_s: int = 300,
-           now: float | None = None) -> bool:
+def verify(
+    secret: str,
+    timestamp: str,
+    body: bytes,
+    signature: str,
+    *,
+    max_age_s: int = 300,
+    now: float | None = None,
+) -> bool:
     """What a receiver does (also used by tests and the README example)."""
     try:
         ts = int(timestamp)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
@@ -30,15 +30,9 @@ class Bridge:
     slack_events: SlackEvents
     signature_verifier: SignatureVerifier | None
     identity: Identity | None = None
-    redis_url: str = ""
-    extras: dict[str, object] = field(default_factory=dict)
 
     def config(self) -> FileConfig:
         return self.holder.current
-
-    @property
-    def wait_replicas(self) -> int:
-        return self.config().redis.wait_replicas
 
 
 BRIDGE = web.AppKey("bridge", Bridge)

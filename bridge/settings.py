@@ -6,8 +6,8 @@ Secrets live only here, as SecretStr, so that a stray repr or log line prints `*
 from __future__ import annotations
 
 import os
-from functools import cached_property
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -63,7 +63,9 @@ class AppConfig:
     @cached_property
     def webhook_keys(self) -> tuple[bytes, ...]:
         """Parsed once: checked on every webhook."""
-        raw = self.settings.smartly_webhook_key.get_secret_value() if self.settings.smartly_webhook_key else ""
+        raw = (
+            self.settings.smartly_webhook_key.get_secret_value() if self.settings.smartly_webhook_key else ""
+        )
         return tuple(k.strip().encode() for k in raw.split(",") if k.strip())
 
     @property
@@ -111,7 +113,9 @@ def load_app_config(config_path: str | None = None, *, require: bool = True) -> 
     app_config = AppConfig(settings=settings, file=file, config_path=path)
     if require:
         if not app_config.webhook_keys:
-            raise SettingsError("missing setting SMARTLY_WEBHOOK_KEY (the ?key= secret of the Smartly webhook URL)")
+            raise SettingsError(
+                "missing setting SMARTLY_WEBHOOK_KEY (the ?key= secret of the Smartly webhook URL)"
+            )
         if not settings.slack_bot_token or not settings.slack_bot_token.get_secret_value():
             raise SettingsError("missing setting SLACK_BOT_TOKEN (the Slack bot token, xoxb-...)")
         if not app_config.default_channel:

@@ -57,7 +57,12 @@ class SlackApi:
 
     @classmethod
     def create(
-        cls, token: str, base_url: str, session: aiohttp.ClientSession, metrics: Metrics, timeout_s: float = 10
+        cls,
+        token: str,
+        base_url: str,
+        session: aiohttp.ClientSession,
+        metrics: Metrics,
+        timeout_s: float = 10,
     ) -> SlackApi:
         client = AsyncWebClient(
             token=token, base_url=base_url, session=session, timeout=timeout_s, retry_handlers=[]
@@ -108,7 +113,12 @@ class SlackApi:
     ) -> str:
         """Post and return the message ts. `marker` rides along as message metadata so a post
         that Slack accepted just before a crash can be found again instead of posted twice."""
-        args: dict[str, Any] = {"channel": channel, "text": text, "unfurl_links": False, "unfurl_media": False}
+        args: dict[str, Any] = {
+            "channel": channel,
+            "text": text,
+            "unfurl_links": False,
+            "unfurl_media": False,
+        }
         if thread_ts:
             args["thread_ts"] = thread_ts
         if blocks:
@@ -127,12 +137,19 @@ class SlackApi:
         """The ts of a message we posted carrying `marker_first`, if Slack has it."""
         if thread_ts:
             data = await self._call(
-                "conversations.replies", channel=channel, ts=thread_ts, oldest=f"{oldest_s:.6f}",
-                limit=200, include_all_metadata=True,
+                "conversations.replies",
+                channel=channel,
+                ts=thread_ts,
+                oldest=f"{oldest_s:.6f}",
+                limit=200,
+                include_all_metadata=True,
             )
         else:
             data = await self._call(
-                "conversations.history", channel=channel, oldest=f"{oldest_s:.6f}", limit=200,
+                "conversations.history",
+                channel=channel,
+                oldest=f"{oldest_s:.6f}",
+                limit=200,
                 include_all_metadata=True,
             )
         for message in data.get("messages", []):
@@ -153,5 +170,8 @@ class SlackApi:
         user = data.get("user") or {}
         profile = user.get("profile") or {}
         return (
-            profile.get("display_name") or profile.get("real_name") or user.get("real_name") or user.get("name")
+            profile.get("display_name")
+            or profile.get("real_name")
+            or user.get("real_name")
+            or user.get("name")
         ) or None

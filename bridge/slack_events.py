@@ -125,8 +125,16 @@ class SlackEvents:
         user = payload.get("user") or {}
         agent_id = str(user.get("id") or "")
         agent_name = str(user.get("name") or user.get("username") or "")
-        channel = str((payload.get("channel") or {}).get("id") or (payload.get("container") or {}).get("channel_id") or "")
-        root_ts = str((payload.get("message") or {}).get("ts") or (payload.get("container") or {}).get("message_ts") or "")
+        channel = str(
+            (payload.get("channel") or {}).get("id")
+            or (payload.get("container") or {}).get("channel_id")
+            or ""
+        )
+        root_ts = str(
+            (payload.get("message") or {}).get("ts")
+            or (payload.get("container") or {}).get("message_ts")
+            or ""
+        )
         for action in payload.get("actions") or []:
             action_id = action.get("action_id")
             if action_id not in (CLAIM_ACTION, RESOLVE_ACTION):
@@ -139,18 +147,34 @@ class SlackEvents:
             now_ms = int(time.time() * 1000)
             if action_id == CLAIM_ACTION:
                 status = await self.store.claim_handover(
-                    cid, thread_ts=root_ts, agent_id=agent_id, agent_name=agent_name, now_ms=now_ms,
+                    cid,
+                    thread_ts=root_ts,
+                    agent_id=agent_id,
+                    agent_name=agent_name,
+                    now_ms=now_ms,
                     replies=self.replies_enabled,
                 )
             else:
                 status = await self.store.resolve_handover(
-                    cid, thread_ts=root_ts, agent_id=agent_id, agent_name=agent_name, now_ms=now_ms,
-                    replies=self.replies_enabled, reason="agent",
+                    cid,
+                    thread_ts=root_ts,
+                    agent_id=agent_id,
+                    agent_name=agent_name,
+                    now_ms=now_ms,
+                    replies=self.replies_enabled,
+                    reason="agent",
                 )
             outcome = "done" if status > 0 else ("unchanged" if status == 0 else "not_open")
             self.metrics.slack_events.labels(action_id, outcome).inc()
-            log.info("handover_action", action=action_id, outcome=outcome, cid=cid, agent=agent_id,
-                     channel=channel, thread_ts=root_ts)
+            log.info(
+                "handover_action",
+                action=action_id,
+                outcome=outcome,
+                cid=cid,
+                agent=agent_id,
+                channel=channel,
+                thread_ts=root_ts,
+            )
             if status > 0:
                 self._wake(cid)
         return None

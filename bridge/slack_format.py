@@ -26,8 +26,11 @@ _TRIGGER_LABELS = {
     "intents": "intent asks for a human",
     "keywords": "keyword asks for a human",
 }
-_STATUS_LABELS = {"open": ":large_yellow_circle: Waiting for an agent", "claimed": ":large_blue_circle: Claimed",
-                  "resolved": ":white_check_mark: Resolved"}
+_STATUS_LABELS = {
+    "open": ":large_yellow_circle: Waiting for an agent",
+    "claimed": ":large_blue_circle: Claimed",
+    "resolved": ":white_check_mark: Resolved",
+}
 
 
 def escape(text: str) -> str:
@@ -142,16 +145,27 @@ def root_message(header: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
         buttons = []
         if status == "open":
             buttons.append(
-                {"type": "button", "action_id": CLAIM_ACTION, "style": "primary",
-                 "text": {"type": "plain_text", "text": "Claim"}, "value": "claim"}
+                {
+                    "type": "button",
+                    "action_id": CLAIM_ACTION,
+                    "style": "primary",
+                    "text": {"type": "plain_text", "text": "Claim"},
+                    "value": "claim",
+                }
             )
         buttons.append(
-            {"type": "button", "action_id": RESOLVE_ACTION, "text": {"type": "plain_text", "text": "Resolve"},
-             "value": "resolve",
-             "confirm": {"title": {"type": "plain_text", "text": "Resolve this handover?"},
-                         "text": {"type": "plain_text", "text": "The bot takes the conversation back."},
-                         "confirm": {"type": "plain_text", "text": "Resolve"},
-                         "deny": {"type": "plain_text", "text": "Cancel"}}}
+            {
+                "type": "button",
+                "action_id": RESOLVE_ACTION,
+                "text": {"type": "plain_text", "text": "Resolve"},
+                "value": "resolve",
+                "confirm": {
+                    "title": {"type": "plain_text", "text": "Resolve this handover?"},
+                    "text": {"type": "plain_text", "text": "The bot takes the conversation back."},
+                    "confirm": {"type": "plain_text", "text": "Resolve"},
+                    "deny": {"type": "plain_text", "text": "Cancel"},
+                },
+            }
         )
         blocks.append({"type": "actions", "elements": buttons})
     mention = f"{header['mention']} " if header.get("mention") and status == "open" else ""
@@ -167,7 +181,10 @@ def note_text(note: dict[str, Any]) -> str:
         return f":raising_hand: {agent} is handling this conversation. Replies in this thread go to the user."
     if kind == "resolved":
         if note.get("reason") == "idle":
-            return ":white_check_mark: Resolved automatically after no activity. The bot has the conversation back."
+            return (
+                ":white_check_mark: Resolved automatically after no activity. "
+                "The bot has the conversation back."
+            )
         return f":white_check_mark: Resolved by {agent or 'an agent'}. The bot has the conversation back."
     return escape(str(note.get("text", "")))
 

@@ -14,7 +14,6 @@ from typing import Any, Protocol
 
 import structlog
 from aiohttp import web
-from redis.exceptions import RedisError
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
@@ -24,6 +23,7 @@ from .metrics import Metrics
 from .runtime import BRIDGE
 from .settings import AppConfig
 from .slack_events import SlackEvents
+from .store import STORE_ERRORS
 
 log = structlog.get_logger("bridge.socket_mode")
 
@@ -56,7 +56,7 @@ class SocketModeListener:
         # On failure no ack: Slack delivers the envelope again, and the event_id dedupe absorbs a repeat.
         try:
             await self._dispatch(request.type, request.payload)
-        except RedisError as e:
+        except STORE_ERRORS as e:
             self.metrics.redis_errors.labels("socket_mode").inc()
             log.error("socket_mode_envelope_unavailable", error=type(e).__name__, **fields)
             return

@@ -24,6 +24,7 @@ slot, and the webhook path is one EVALSHA.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import zlib
 from collections.abc import Sequence
@@ -598,7 +599,5 @@ def body_digest(body: bytes) -> str:
 
 
 async def close_quietly(redis: AnyRedis) -> None:
-    try:
+    with contextlib.suppress(OSError, asyncio.CancelledError, RuntimeError):
         await redis.aclose()
-    except (OSError, asyncio.CancelledError, RuntimeError):
-        pass

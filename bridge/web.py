@@ -101,7 +101,7 @@ async def smartly_hook(request: web.Request) -> web.Response:
         metrics.redis_errors.labels("webhook").inc()
         log.error("webhook_unavailable", status=503, error=type(e).__name__, **fields)
         return error(503, "storage unavailable, retry later")
-    if wanted and result.recorded and acked < wanted:
+    if wanted and acked < wanted:
         # Recorded on the primary only: a failover now could lose it. The sender's retry is recorded
         # again if that happened (the dedupe key went with it), else it is answered as a duplicate.
         metrics.webhook_events.labels(event.event, "unreplicated").inc()
@@ -115,8 +115,14 @@ async def smartly_hook(request: web.Request) -> web.Response:
         bridge.deliverer.wake(SLACK, result.partition)
     if result.opened and decision is not None:
         metrics.handovers_opened.labels(decision.trigger, decision.route).inc()
-        log.info("handover_opened", trigger=decision.trigger, route=decision.route, channel=decision.channel,
-                 hid=result.hid, **fields)
+        log.info(
+            "handover_opened",
+            trigger=decision.trigger,
+            route=decision.route,
+            channel=decision.channel,
+            hid=result.hid,
+            **fields,
+        )
     metrics.webhook_events.labels(event.event, "recorded").inc()
     log.info("webhook_recorded", queued=result.queued, **fields)
     return json_response({"ok": True})

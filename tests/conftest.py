@@ -77,7 +77,7 @@ from typing import Any  # noqa: E402
 from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
 
 from bridge.app import create_app  # noqa: E402
-from bridge.config import FileConfig, load_config  # noqa: E402
+from bridge.config import FileConfig  # noqa: E402
 from bridge.settings import AppConfig, Settings  # noqa: E402
 from tests.helpers import CHANNEL, SIGNING_SECRET, WEBHOOK_KEY, BridgeClient  # noqa: E402
 

@@ -194,7 +194,7 @@ class BridgeClient:
         self.key = key
 
     @property
-    def app(self):  # noqa: ANN201 - aiohttp Application
+    def app(self):
         return self.client.app
 
     async def hook(

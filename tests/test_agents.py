@@ -133,13 +133,16 @@ def _without(headers: dict[str, str], name: str) -> dict[str, str]:
 
 BAD_SIGNATURES = {
     "missing both headers": lambda body, ct: {"Content-Type": ct},
-    "missing signature": lambda body, ct: _without(_headers(body, ct, timestamp=int(time.time())),
-                                                   "X-Slack-Signature"),
-    "missing timestamp": lambda body, ct: _without(_headers(body, ct, timestamp=int(time.time())),
-                                                   "X-Slack-Request-Timestamp"),
+    "missing signature": lambda body, ct: _without(
+        _headers(body, ct, timestamp=int(time.time())), "X-Slack-Signature"
+    ),
+    "missing timestamp": lambda body, ct: _without(
+        _headers(body, ct, timestamp=int(time.time())), "X-Slack-Request-Timestamp"
+    ),
     "wrong secret": lambda body, ct: signed_headers(body, secret="not-the-secret", content_type=ct),
     "signature of another body": lambda body, ct: {
-        **signed_headers(body + b" ", content_type=ct), "Content-Type": ct
+        **signed_headers(body + b" ", content_type=ct),
+        "Content-Type": ct,
     },
     "garbage signature": lambda body, ct: _headers(body, ct, timestamp=int(time.time()), signature="v0=zz"),
     "non-ascii signature": lambda body, ct: _headers(body, ct, timestamp=int(time.time()), signature="v0=é"),
@@ -186,8 +189,11 @@ async def test_signature_window_edges(make_bridge: Any, path: str) -> None:
 
 async def test_url_verification_answers_the_challenge_only_when_signed(make_bridge: Any) -> None:
     bridge = await make_bridge()
-    envelope = {"token": "legacy", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P",
-                "type": "url_verification"}
+    envelope = {
+        "token": "legacy",
+        "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P",
+        "type": "url_verification",
+    }
     assert await bridge.slack_event(envelope) == (200, {"challenge": envelope["challenge"]})
     body = orjson.dumps(envelope)
     status, _ = await post_raw(bridge, "/slack/events", body, {"Content-Type": "application/json"})
@@ -197,7 +203,8 @@ async def test_url_verification_answers_the_challenge_only_when_signed(make_brid
 async def test_without_signing_secret_every_slack_request_is_refused(make_bridge: Any) -> None:
     bridge = await make_bridge(slack_signing_secret=None)
     assert await bridge.slack_event({"type": "url_verification", "challenge": "x"}) == (
-        401, {"ok": False, "error": "invalid signature"}
+        401,
+        {"ok": False, "error": "invalid signature"},
     )
 
 
@@ -221,8 +228,14 @@ async def test_thread_reply_reaches_the_reply_endpoint_signed(
 ) -> None:
     bridge = await make_bridge()
     root_ts = await open_handover(bridge, fake_slack, fake_reply, client_id="dave")
-    event = thread_reply_event(CHANNEL, root_ts, "Bonjour, je regarde ça &lt;tout de suite&gt;", user=ALICE,
-                               event_id="Ev0REPLY01", ts="1795600000.000200")
+    event = thread_reply_event(
+        CHANNEL,
+        root_ts,
+        "Bonjour, je regarde ça &lt;tout de suite&gt;",
+        user=ALICE,
+        event_id="Ev0REPLY01",
+        ts="1795600000.000200",
+    )
     assert await bridge.slack_event(event) == (200, {"ok": True})
     await wait_until(lambda: len(of_type(fake_reply, "agent_message")) == 1)
 
@@ -231,8 +244,12 @@ async def test_thread_reply_reaches_the_reply_endpoint_signed(
     assert record.signature_valid is True  # checked by the fake with its own HMAC code
     timestamp = record.headers[TIMESTAMP_HEADER]
     assert abs(int(timestamp) - time.time()) < 10
-    expected = "v1=" + hmac.new(DEFAULT_SECRET.encode(), f"{timestamp}.".encode() + record.body,
-                                hashlib.sha256).hexdigest()
+    expected = (
+        "v1="
+        + hmac.new(
+            DEFAULT_SECRET.encode(), f"{timestamp}.".encode() + record.body, hashlib.sha256
+        ).hexdigest()
+    )
     assert record.headers[SIGNATURE_HEADER] == expected
     assert verify(DEFAULT_SECRET, timestamp, record.body, record.headers[SIGNATURE_HEADER])
     assert not verify("another-secret", timestamp, record.body, record.headers[SIGNATURE_HEADER])
@@ -256,8 +273,12 @@ async def test_mentions_and_links_become_plain_text_with_names_from_users_info(
 ) -> None:
     bridge = await make_bridge()
     root_ts = await open_handover(bridge, fake_slack, fake_reply)
-    await reply(bridge, root_ts, "<@UAGENT02> will call you, see <https://help.example/x|the guide> &amp; "
-                "<http://example.com|example.com> or <mailto:help@example.com|help@example.com>")
+    await reply(
+        bridge,
+        root_ts,
+        "<@UAGENT02> will call you, see <https://help.example/x|the guide> &amp; "
+        "<http://example.com|example.com> or <mailto:help@example.com|help@example.com>",
+    )
     await reply(bridge, root_ts, "<@UAGENT02> again, and <@UNOBODY> · cc <!here> <#C0SALES|sales>")
     await wait_until(lambda: len(texts(fake_reply)) == 2)
     assert texts(fake_reply) == [
@@ -287,8 +308,9 @@ async def test_ignored_messages_are_never_relayed(
         thread_reply_event(CHANNEL, root_ts, "note: customer seems upset"),
         thread_reply_event(CHANNEL, root_ts, "NOTE: shouting private note"),
         thread_reply_event(CHANNEL, root_ts, "  // check the CRM first"),
-        thread_reply_event(CHANNEL, root_ts, "an edit", subtype="message_changed",
-                           message={"text": "edited", "user": ALICE}),
+        thread_reply_event(
+            CHANNEL, root_ts, "an edit", subtype="message_changed", message={"text": "edited", "user": ALICE}
+        ),
         thread_reply_event(CHANNEL, root_ts, "", subtype="message_deleted"),
         thread_reply_event(CHANNEL, root_ts, "<@UAGENT02> has joined", subtype="channel_join"),
         thread_reply_event(CHANNEL, root_ts, "", subtype="file_share", files=[{"id": "F1"}]),
@@ -301,15 +323,21 @@ async def test_ignored_messages_are_never_relayed(
     ignored.append(top_level)
     root_itself = thread_reply_event(CHANNEL, root_ts, "the root itself", ts=root_ts)
     ignored.append(root_itself)
-    ignored.append({"type": "event_callback", "event_id": "EvREACT", "event": {
-        "type": "reaction_added", "user": ALICE, "item": {"channel": CHANNEL, "ts": root_ts}}})
+    ignored.append(
+        {
+            "type": "event_callback",
+            "event_id": "EvREACT",
+            "event": {"type": "reaction_added", "user": ALICE, "item": {"channel": CHANNEL, "ts": root_ts}},
+        }
+    )
     for envelope in ignored:
         assert await bridge.slack_event(envelope) == (200, {"ok": True})
     relayed = [
         thread_reply_event(CHANNEL, root_ts, "a note: not at the start, so it is a reply"),
         thread_reply_event(CHANNEL, root_ts, "also sent to the channel", subtype="thread_broadcast"),
-        thread_reply_event(CHANNEL, root_ts, "the comment of a shared file", subtype="file_share",
-                           files=[{"id": "F2"}]),
+        thread_reply_event(
+            CHANNEL, root_ts, "the comment of a shared file", subtype="file_share", files=[{"id": "F2"}]
+        ),
         thread_reply_event(CHANNEL, root_ts, "last one"),
     ]
     for envelope in relayed:
@@ -355,7 +383,8 @@ async def test_slack_retries_and_repeated_event_ids_are_relayed_once(
 async def test_events_are_acked_fast_while_the_owner_is_slow(
     make_bridge: Any, fake_slack: FakeSlack, fake_reply: FakeReply
 ) -> None:
-    bridge = await make_bridge()
+    # The POST to the owner may take up to half the delivery lease: 8 s here, for a 2.5 s owner.
+    bridge = await make_bridge(file={"delivery": {"lease": "16s"}})
     root_ts = await open_handover(bridge, fake_slack, fake_reply)
     fake_reply.delay(2.5)
     started = time.monotonic()
@@ -468,12 +497,25 @@ async def test_claim_and_resolve_buttons_then_a_new_thread(
     assert root is not None and "Resolved — by <@UAGENT02>" in root.text
     await wait_until(lambda: any("Resolved by <@UAGENT02>" in t for t in thread_replies(fake_slack, root_ts)))
     assert lifecycle_types(fake_reply) == [
-        "handover_opened", "handover_claimed", "agent_message", "handover_resolved"
+        "handover_opened",
+        "handover_claimed",
+        "agent_message",
+        "handover_resolved",
     ]
     bodies = fake_reply.bodies()
     for body in (bodies[0], bodies[1], bodies[3]):
-        assert set(body) == {"type", "id", "skill_id", "client_id", "user_id", "platform", "lang", "agent",
-                             "thread_ts", "at"}
+        assert set(body) == {
+            "type",
+            "id",
+            "skill_id",
+            "client_id",
+            "user_id",
+            "platform",
+            "lang",
+            "agent",
+            "thread_ts",
+            "at",
+        }
         assert (body["client_id"], body["thread_ts"], body["user_id"]) == ("frank", root_ts, "user-frank")
     assert bodies[0]["agent"] is None
     assert bodies[1]["agent"] == bodies[3]["agent"] == {"slack_user_id": BOB, "name": "Bob Dupont"}
@@ -499,7 +541,9 @@ async def test_claim_and_resolve_buttons_then_a_new_thread(
     await wait_until(lambda: "new thread, new reply" in texts(fake_reply))
     assert texts(fake_reply) == ["Hi Frank, Bob here", "new thread, new reply"]
     assert [(b["type"], b["thread_ts"]) for b in fake_reply.bodies()][4:] == [
-        ("handover_opened", new_ts), ("handover_claimed", new_ts), ("agent_message", new_ts)
+        ("handover_opened", new_ts),
+        ("handover_claimed", new_ts),
+        ("agent_message", new_ts),
     ]
 
 
@@ -514,7 +558,11 @@ async def test_first_reply_auto_claims_and_the_owner_hears_the_claim_first(
     await click(bridge, root_ts, "handover_resolve")
     await wait_until(lambda: len(of_type(fake_reply, "handover_resolved")) == 1)
     assert lifecycle_types(fake_reply) == [
-        "handover_opened", "handover_claimed", "agent_message", "agent_message", "handover_resolved"
+        "handover_opened",
+        "handover_claimed",
+        "agent_message",
+        "agent_message",
+        "handover_resolved",
     ]
     claimed = of_type(fake_reply, "handover_claimed")[0]
     assert claimed["agent"] == {"slack_user_id": ALICE, "name": "Alice"}
@@ -554,7 +602,9 @@ async def test_idle_handover_resolves_itself_and_the_next_escalation_opens_a_new
     new_ts = await open_handover(bridge, fake_slack, fake_reply, client_id="gina")
     assert new_ts != root_ts
     assert [(b["type"], b["thread_ts"]) for b in fake_reply.bodies()][:3] == [
-        ("handover_opened", root_ts), ("handover_resolved", root_ts), ("handover_opened", new_ts)
+        ("handover_opened", root_ts),
+        ("handover_resolved", root_ts),
+        ("handover_opened", new_ts),
     ]
 
 
@@ -592,8 +642,12 @@ async def test_interactions_on_unknown_threads_or_other_actions_are_harmless(
     await click(bridge, "1600000000.000001", "handover_claim")
     await click(bridge, root_ts, "some_other_button")
     body = b"payload=" + orjson.dumps({"type": "view_submission", "user": {"id": ALICE}})
-    status, _ = await post_raw(bridge, "/slack/interactions", body,
-                               signed_headers(body, content_type="application/x-www-form-urlencoded"))
+    status, _ = await post_raw(
+        bridge,
+        "/slack/interactions",
+        body,
+        signed_headers(body, content_type="application/x-www-form-urlencoded"),
+    )
     assert status == 200
     await reply(bridge, root_ts, "sentinel")
     await wait_until(lambda: texts(fake_reply) == ["sentinel"])

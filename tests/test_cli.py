@@ -20,12 +20,20 @@ from tests.harness.fake_slack import DEFAULT_TOKEN, FakeSlack
 from tests.helpers import CHANNEL, WEBHOOK_KEY, escalation, message
 
 REPO = Path(__file__).resolve().parent.parent
-BASE_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "SLACK_", "SMARTLY_", "BRIDGE_"))}
+BASE_ENV = {
+    k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "SLACK_", "SMARTLY_", "BRIDGE_"))
+}
 
 
 def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bridge", *args], env={**BASE_ENV, **env}, cwd=cwd,
-                          capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        [sys.executable, "-m", "bridge", *args],
+        env={**BASE_ENV, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 @pytest.mark.parametrize(
@@ -36,7 +44,9 @@ def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedP
         ({"SMARTLY_WEBHOOK_KEY": "k1234", "SLACK_BOT_TOKEN": "xoxb-1"}, "SLACK_CHANNEL"),
     ],
 )
-def test_missing_required_setting_is_one_clear_line(tmp_path: Path, env: dict[str, str], missing: str) -> None:
+def test_missing_required_setting_is_one_clear_line(
+    tmp_path: Path, env: dict[str, str], missing: str
+) -> None:
     result = run_cli("serve", env=env, cwd=tmp_path)
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -56,16 +66,29 @@ async def test_serve_without_redis_url_runs_on_embedded_valkey_and_stops_cleanly
     slack = FakeSlack(token=DEFAULT_TOKEN)
     await slack.start()
     port = free_port()
-    env = {**BASE_ENV, "SMARTLY_WEBHOOK_KEY": WEBHOOK_KEY, "SLACK_BOT_TOKEN": DEFAULT_TOKEN,
-           "SLACK_CHANNEL": CHANNEL, "SLACK_API_URL": slack.url, "BRIDGE_PORT": str(port),
-           "BRIDGE_HOST": "127.0.0.1", "BRIDGE_DATA_DIR": str(tmp_path / "data")}
+    env = {
+        **BASE_ENV,
+        "SMARTLY_WEBHOOK_KEY": WEBHOOK_KEY,
+        "SLACK_BOT_TOKEN": DEFAULT_TOKEN,
+        "SLACK_CHANNEL": CHANNEL,
+        "SLACK_API_URL": slack.url,
+        "BRIDGE_PORT": str(port),
+        "BRIDGE_HOST": "127.0.0.1",
+        "BRIDGE_DATA_DIR": str(tmp_path / "data"),
+    }
     log_path = tmp_path / "bridge.log"
     with log_path.open("wb") as log_file:
-        proc = subprocess.Popen([sys.executable, "-m", "bridge", "serve"], env=env, cwd=tmp_path,
-                                stdout=log_file, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bridge", "serve"],
+            env=env,
+            cwd=tmp_path,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
     try:
         base = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession() as http:
+
             async def ready() -> bool:
                 try:
                     async with http.get(f"{base}/readyz") as r:
@@ -82,7 +105,9 @@ async def test_serve_without_redis_url_runs_on_embedded_valkey_and_stops_cleanly
                 async with http.post(f"{base}/smartly/hooks?key={WEBHOOK_KEY}", json=body) as r:
                     assert r.status == 200
             await wait_until(lambda: any("hello from cli" in m.text for m in slack.posts(CHANNEL)), 10)
-        assert (tmp_path / "data" / "appendonly.aof").exists() or (tmp_path / "data" / "appendonlydir").exists()
+        assert (tmp_path / "data" / "appendonly.aof").exists() or (
+            tmp_path / "data" / "appendonlydir"
+        ).exists()
         logs = log_path.read_text()
         assert '"embedded_valkey_started"' in logs
         valkey_pid = await _valkey_pid(tmp_path / "data")
@@ -123,13 +148,26 @@ async def test_sighup_reloads_the_config_and_the_bridge_keeps_serving(tmp_path: 
     config = tmp_path / "config.yaml"
     config.write_text("routes: []\n")
     port = free_port()
-    env = {**BASE_ENV, "SMARTLY_WEBHOOK_KEY": WEBHOOK_KEY, "SLACK_BOT_TOKEN": DEFAULT_TOKEN,
-           "SLACK_CHANNEL": CHANNEL, "SLACK_API_URL": slack.url, "BRIDGE_PORT": str(port),
-           "BRIDGE_HOST": "127.0.0.1", "REDIS_URL": redis_url, "BRIDGE_CONFIG": str(config)}
+    env = {
+        **BASE_ENV,
+        "SMARTLY_WEBHOOK_KEY": WEBHOOK_KEY,
+        "SLACK_BOT_TOKEN": DEFAULT_TOKEN,
+        "SLACK_CHANNEL": CHANNEL,
+        "SLACK_API_URL": slack.url,
+        "BRIDGE_PORT": str(port),
+        "BRIDGE_HOST": "127.0.0.1",
+        "REDIS_URL": redis_url,
+        "BRIDGE_CONFIG": str(config),
+    }
     log_path = tmp_path / "bridge.log"
     with log_path.open("wb") as log_file:
-        proc = subprocess.Popen([sys.executable, "-m", "bridge", "serve"], env=env, cwd=tmp_path,
-                                stdout=log_file, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bridge", "serve"],
+            env=env,
+            cwd=tmp_path,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
     try:
         base = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession() as http:

@@ -18,16 +18,26 @@ from tests.harness.bridge_process import BridgeFleet, BridgeProcess
 from tests.harness.fake_slack import DEFAULT_TOKEN, FakeSlack
 from tests.helpers import CHANNEL, WEBHOOK_KEY, escalation, message
 
-DELIVERY = {"posts_per_second": 100, "burst": 100, "poll_interval": "100ms", "backoff_base": "100ms",
-            "backoff_max": "1s", "lease": "3s"}
+DELIVERY = {
+    "posts_per_second": 100,
+    "burst": 100,
+    "poll_interval": "100ms",
+    "backoff_base": "100ms",
+    "backoff_max": "1s",
+    "lease": "3s",
+}
 LINE_NUMBER = re.compile(r"\bm-(\d{3})\b")
 
 
 @pytest.fixture
 async def bridge(tmp_path: Path, redis_url: str, fake_slack: FakeSlack) -> AsyncIterator[BridgeProcess]:
     fleet = BridgeFleet(
-        tmp_path, redis_url=redis_url, slack_url=fake_slack.url, webhook_key=WEBHOOK_KEY,
-        slack_token=DEFAULT_TOKEN, channel=CHANNEL,
+        tmp_path,
+        redis_url=redis_url,
+        slack_url=fake_slack.url,
+        webhook_key=WEBHOOK_KEY,
+        slack_token=DEFAULT_TOKEN,
+        channel=CHANNEL,
     )
     try:
         yield await fleet.start(config={"delivery": DELIVERY})

@@ -84,8 +84,12 @@ Spawn = Callable[..., Awaitable[BridgeProcess]]
 async def spawn(tmp_path: Path, redis_url: str, slack: LateAnswerSlack) -> AsyncIterator[Spawn]:
     """Start bridge processes on the test's Redis (or `redis=`) and fake Slack; all reaped after."""
     fleet = BridgeFleet(
-        tmp_path, redis_url=redis_url, slack_url=slack.url, webhook_key=WEBHOOK_KEY,
-        slack_token=DEFAULT_TOKEN, channel=CHANNEL,
+        tmp_path,
+        redis_url=redis_url,
+        slack_url=slack.url,
+        webhook_key=WEBHOOK_KEY,
+        slack_token=DEFAULT_TOKEN,
+        channel=CHANNEL,
     )
 
     async def make(
@@ -247,15 +251,16 @@ async def test_429_retry_after_is_honoured_and_posts_are_paced(
     calls = calls_on_channel(slack)
     limited = [at for at, method, status in calls if status == 429]
     # Calls received while a Retry-After was running (allowing 50 ms for requests already on the wire).
-    early = [
-        (at - t429)
-        for t429 in limited
-        for at, _, _ in calls
-        if t429 + 0.05 < at < t429 + 1.0 - 0.05
-    ]
+    early = [(at - t429) for t429 in limited for at, _, _ in calls if t429 + 0.05 < at < t429 + 1.0 - 0.05]
     ok_posts = sorted(at for at, method, status in calls if method == "chat.postMessage" and status == 200)
-    print(result.summary("429", rate_violations=slack.rate_violations, answered_429=len(limited),
-                         calls_in_retry_after=len(early)))
+    print(
+        result.summary(
+            "429",
+            rate_violations=slack.rate_violations,
+            answered_429=len(limited),
+            calls_in_retry_after=len(early),
+        )
+    )
     assert result.exact, result
     assert limited, "the 429 window was never hit"
     timeline = [(round(at - calls[0][0], 3), method, status) for at, method, status in calls]
@@ -515,8 +520,13 @@ async def test_crash_after_slack_accepted_a_post_does_not_post_it_again(
 
     result = tally(slack, sent)
     checks = bridge.log_events("inflight_checked")
-    print(result.summary(f"crash-before-commit-{in_flight}", accepted_lines_before_kill=accepted,
-                         inflight_found=sum(e["found"] for e in checks)))
+    print(
+        result.summary(
+            f"crash-before-commit-{in_flight}",
+            accepted_lines_before_kill=accepted,
+            inflight_found=sum(e["found"] for e in checks),
+        )
+    )
     assert result.exact, result
     assert [e["found"] for e in checks] == [True]
 

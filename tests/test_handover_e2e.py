@@ -24,7 +24,12 @@ async def test_history_then_escalation_opens_one_thread_with_history_in_order(
 
     status, body = await bridge.hook(escalation("alice"))
     assert (status, body) == (200, {"ok": True})
-    await wait_until(lambda: len(fake_slack.roots(CHANNEL)) == 1 and fake_slack.replies(CHANNEL, fake_slack.roots(CHANNEL)[0].ts))
+    await wait_until(
+        lambda: (
+            len(fake_slack.roots(CHANNEL)) == 1
+            and fake_slack.replies(CHANNEL, fake_slack.roots(CHANNEL)[0].ts)
+        )
+    )
     root = fake_slack.roots(CHANNEL)[0]
     assert "alice" in root.text and "escalation requested" in root.text
     text = thread_texts(fake_slack, root.ts)

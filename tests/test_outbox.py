@@ -140,8 +140,15 @@ async def test_commit_of_a_root_records_the_thread(store: Store) -> None:
     _, entries = await store.fetch(SLACK, cid, 10)
     root = entries[0]
     assert await claim(store, cid, "w1")
-    await store.commit(SLACK, cid, "w1", [root.id], lease_ms=LEASE_MS, now_ms=now_ms(),
-                       root=(root.hid, CHANNEL, "1700000000.000100"))
+    await store.commit(
+        SLACK,
+        cid,
+        "w1",
+        [root.id],
+        lease_ms=LEASE_MS,
+        now_ms=now_ms(),
+        root=(root.hid, CHANNEL, "1700000000.000100"),
+    )
     assert await store.thread_of(cid, root.hid) == (CHANNEL, "1700000000.000100")
     conv = await store.conversation(cid)
     assert conv["thread_ts"] == "1700000000.000100" and conv["thread_channel"] == CHANNEL
@@ -283,8 +290,15 @@ async def thread_opened(store: Store, client: str, lines: int) -> str:
     cid = await open_thread(store, client, lines)
     _, entries = await store.fetch(SLACK, cid, 1)
     assert await claim(store, cid, "setup")
-    await store.commit(SLACK, cid, "setup", [entries[0].id], lease_ms=LEASE_MS, now_ms=now_ms(),
-                       root=(entries[0].hid, CHANNEL, "1700000000.000100"))
+    await store.commit(
+        SLACK,
+        cid,
+        "setup",
+        [entries[0].id],
+        lease_ms=LEASE_MS,
+        now_ms=now_ms(),
+        root=(entries[0].hid, CHANNEL, "1700000000.000100"),
+    )
     await store.release(SLACK, cid, "setup", now_ms())
     return cid
 

@@ -37,8 +37,9 @@ def test_verify_accepts_only_the_exact_signed_bytes_within_five_minutes() -> Non
     assert not verify("s3cret", str(int(now)), BODY, good.removeprefix("v1="), now=now)
 
 
-async def _send(fake_reply: FakeReply, body: bytes = BODY, *, url: str | None = None,
-                timeout_s: float = 5.0) -> None:
+async def _send(
+    fake_reply: FakeReply, body: bytes = BODY, *, url: str | None = None, timeout_s: float = 5.0
+) -> None:
     async with aiohttp.ClientSession() as session:
         await ReplySender(session, url or fake_reply.url, DEFAULT_SECRET, timeout_s=timeout_s).send(body)
 
@@ -53,8 +54,19 @@ async def test_sender_signs_what_it_sends(fake_reply: FakeReply) -> None:
 
 @pytest.mark.parametrize(
     ("status", "permanent"),
-    [(500, False), (502, False), (503, False), (408, False), (425, False), (429, False),
-     (400, True), (401, True), (404, True), (410, True), (422, True)],
+    [
+        (500, False),
+        (502, False),
+        (503, False),
+        (408, False),
+        (425, False),
+        (429, False),
+        (400, True),
+        (401, True),
+        (404, True),
+        (410, True),
+        (422, True),
+    ],
 )
 async def test_sender_sorts_failures_into_retry_or_dead_letter(
     fake_reply: FakeReply, status: int, permanent: bool

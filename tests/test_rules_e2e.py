@@ -15,7 +15,9 @@ FAST = """
 delivery: {posts_per_second: 1000, burst: 1000, poll_interval: 100ms, backoff_base: 100ms, backoff_max: 1s}
 """
 
-ROUTES_V1 = FAST + """
+ROUTES_V1 = (
+    FAST
+    + """
 handover:
   triggers:
     - event: escalation_requested
@@ -26,8 +28,11 @@ routes:
     channel: C0FRENCH1
     mention: "<!subteam^S0FRENCH>"
 """
+)
 
-ROUTES_V2 = FAST + """
+ROUTES_V2 = (
+    FAST
+    + """
 handover:
   triggers:
     - event: escalation_requested
@@ -36,6 +41,7 @@ routes:
     match: {lang: "en-*"}
     channel: C0ENGLISH
 """
+)
 
 
 async def test_routes_and_triggers_from_the_file(make_bridge, fake_slack: FakeSlack, tmp_path: Path) -> None:
@@ -51,7 +57,9 @@ async def test_routes_and_triggers_from_the_file(make_bridge, fake_slack: FakeSl
     assert "french" in rendered and "keyword" in rendered  # which route and which trigger applied
 
 
-async def test_hot_reload_good_then_bad_keeps_last_good(make_bridge, fake_slack: FakeSlack, tmp_path: Path) -> None:
+async def test_hot_reload_good_then_bad_keeps_last_good(
+    make_bridge, fake_slack: FakeSlack, tmp_path: Path
+) -> None:
     path = tmp_path / "config.yaml"
     path.write_text(ROUTES_V1)
     bridge = await make_bridge(config_path=path)

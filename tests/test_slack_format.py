@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 
 from hypothesis import given
@@ -35,15 +36,17 @@ def test_user_and_bot_lines_are_told_apart() -> None:
     assert "after an agent claimed" in flagged
 
 
-@given(st.lists(st.text(min_size=0, max_size=4000), min_size=1, max_size=60),
-       st.integers(min_value=500, max_value=39000))
+@given(
+    st.lists(st.text(min_size=0, max_size=4000), min_size=1, max_size=60),
+    st.integers(min_value=500, max_value=39000),
+)
 def test_pack_keeps_order_covers_every_entry_once_and_respects_limit(texts: list[str], limit: int) -> None:
     items = [(f"{i}-0", t) for i, t in enumerate(texts)]
     chunks = f.pack(items, limit)
     assert [i for c in chunks for i in c.ids] == [i for i, _ in items]
     assert all(len(c.text) <= limit for c in chunks)
     # greedy: no two neighbouring chunks could have been one
-    for a, b in zip(chunks, chunks[1:], strict=False):
+    for a, b in itertools.pairwise(chunks):
         assert len(a.text) + 1 + len(f.truncate(texts[int(b.ids[0].split("-")[0])], limit)) > limit
 
 
@@ -53,9 +56,20 @@ def test_pack_coalesces_many_short_lines_into_one_post() -> None:
 
 
 def test_root_message_has_buttons_until_resolved() -> None:
-    header = {"client_id": "c1", "user_id": "u1", "platform": "webchat", "lang": "fr-fr", "skill_id": "s",
-              "trigger": "need_help", "route": "french", "intent": "HelpIntent", "category": "billing",
-              "muted": True, "mention": "<!subteam^S0FR>", "status": "open"}
+    header = {
+        "client_id": "c1",
+        "user_id": "u1",
+        "platform": "webchat",
+        "lang": "fr-fr",
+        "skill_id": "s",
+        "trigger": "need_help",
+        "route": "french",
+        "intent": "HelpIntent",
+        "category": "billing",
+        "muted": True,
+        "mention": "<!subteam^S0FR>",
+        "status": "open",
+    }
     text, blocks = f.root_message(header)
     actions = [e["action_id"] for b in blocks if b["type"] == "actions" for e in b["elements"]]
     assert actions == [f.CLAIM_ACTION, f.RESOLVE_ACTION]
@@ -64,7 +78,9 @@ def test_root_message_has_buttons_until_resolved() -> None:
     for value in ("c1", "u1", "webchat", "fr-fr", "need help", "french", "HelpIntent", "billing", "yes"):
         assert value in rendered
     _, claimed = f.root_message({**header, "status": "claimed", "agent_id": "UAG"})
-    assert [e["action_id"] for b in claimed if b["type"] == "actions" for e in b["elements"]] == [f.RESOLVE_ACTION]
+    assert [e["action_id"] for b in claimed if b["type"] == "actions" for e in b["elements"]] == [
+        f.RESOLVE_ACTION
+    ]
     assert "<@UAG>" in str(claimed)
     _, resolved = f.root_message({**header, "status": "resolved"})
     assert not [b for b in resolved if b["type"] == "actions"]
@@ -78,8 +94,10 @@ def test_root_message_escapes_user_supplied_fields() -> None:
 def test_slack_markup_back_to_plain_text() -> None:
     names = {"UAGENT01": "Alice"}.get
     assert f.slack_to_plain("hi <@UAGENT01> &lt;b&gt; &amp; co", names) == "hi @Alice <b> & co"
-    assert f.slack_to_plain("see <https://x.io/a|the doc> or <https://y.io>", names) == \
-        "see the doc (https://x.io/a) or https://y.io"
+    assert (
+        f.slack_to_plain("see <https://x.io/a|the doc> or <https://y.io>", names)
+        == "see the doc (https://x.io/a) or https://y.io"
+    )
     assert f.slack_to_plain("<#C123|support> <!here> <mailto:a@b.c|a@b.c>", names) == "#support @here a@b.c"
     assert f.slack_to_plain("<@UNKNOWN>", names) == "@UNKNOWN"
     assert f.mentioned_users("<@U1> <@U2|bob> <#C1>") == ["U1"]

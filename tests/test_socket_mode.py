@@ -52,8 +52,12 @@ class RecordingClient:
 
 def wire(kind: str, envelope_id: str, payload: dict[str, Any], retry_attempt: int = 0) -> SocketModeRequest:
     """The request slack-sdk hands to listeners, built from the JSON Slack sends over the socket."""
-    frame: dict[str, Any] = {"envelope_id": envelope_id, "type": kind, "payload": payload,
-                             "accepts_response_payload": False}
+    frame: dict[str, Any] = {
+        "envelope_id": envelope_id,
+        "type": kind,
+        "payload": payload,
+        "accepts_response_payload": False,
+    }
     if kind == "events_api":
         frame.update(retry_attempt=retry_attempt, retry_reason="timeout" if retry_attempt else "")
     request = SocketModeRequest.from_dict(json.loads(json.dumps(frame)))
@@ -82,8 +86,9 @@ async def test_events_api_envelope_is_relayed_once_and_acked_after_it_is_durable
     root_ts = await open_handover(bridge, fake_slack, fake_reply)
     client = RecordingClient(bridge.app[BRIDGE].store)
     listen = listener_of(bridge)
-    event = thread_reply_event(CHANNEL, root_ts, "Hello from <@UAGENT02> over Socket Mode",
-                               event_id="EvSOCK01")
+    event = thread_reply_event(
+        CHANNEL, root_ts, "Hello from <@UAGENT02> over Socket Mode", event_id="EvSOCK01"
+    )
 
     await listen(client, wire("events_api", "env-1", event))
     # Slack did not see the ack in time and redelivers: acked again, relayed once.
@@ -95,7 +100,10 @@ async def test_events_api_envelope_is_relayed_once_and_acked_after_it_is_durable
     await wait_until(lambda: texts(fake_reply) == ["Hello from @Bob Dupont over Socket Mode", "second"])
     assert all(r.signature_valid for r in fake_reply.received())
     assert lifecycle_types(fake_reply) == [
-        "handover_opened", "handover_claimed", "agent_message", "agent_message"
+        "handover_opened",
+        "handover_claimed",
+        "agent_message",
+        "agent_message",
     ]
     first = fake_reply.bodies()[2]
     assert (first["id"], first["thread_ts"], first["agent"]["name"]) == ("EvSOCK01", root_ts, "Alice")
@@ -131,8 +139,9 @@ async def test_ignored_envelopes_are_acked_and_relay_nothing(
     client = RecordingClient()
     listen = listener_of(bridge)
     ignored = [
-        wire("events_api", "e1", thread_reply_event(CHANNEL, root_ts, "ours", user=BOT_USER_ID,
-                                                    bot_id=BOT_ID)),
+        wire(
+            "events_api", "e1", thread_reply_event(CHANNEL, root_ts, "ours", user=BOT_USER_ID, bot_id=BOT_ID)
+        ),
         wire("events_api", "e2", thread_reply_event(CHANNEL, root_ts, "note: private")),
         wire("events_api", "e3", thread_reply_event(CHANNEL, root_ts, "x", subtype="message_changed")),
         wire("events_api", "e4", thread_reply_event(CHANNEL, "1600000000.000001", "unknown thread")),
@@ -152,8 +161,12 @@ async def test_no_ack_when_redis_cannot_take_the_event(redis_url: str) -> None:
     dead = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
     metrics = Metrics()
     events = SlackEvents(
-        store=Store(dead, partitions=4), identity=lambda: None, config=FileConfig, metrics=metrics,
-        wake=lambda lane, partition: None, replies_enabled=True,
+        store=Store(dead, partitions=4),
+        identity=lambda: None,
+        config=FileConfig,
+        metrics=metrics,
+        wake=lambda lane, partition: None,
+        replies_enabled=True,
     )
     client = RecordingClient()
     try:
@@ -207,9 +220,14 @@ class FakeSocketModeSlack(HttpFake):
         socket = web.WebSocketResponse()
         await socket.prepare(request)
         self.sockets.append(socket)
-        await socket.send_json({"type": "hello", "num_connections": 1,
-                                "debug_info": {"host": "fake", "approximate_connection_time": 18060},
-                                "connection_info": {"app_id": "ABRIDGE"}})
+        await socket.send_json(
+            {
+                "type": "hello",
+                "num_connections": 1,
+                "debug_info": {"host": "fake", "approximate_connection_time": 18060},
+                "connection_info": {"app_id": "ABRIDGE"},
+            }
+        )
         async for frame in socket:
             if frame.type == aiohttp.WSMsgType.TEXT:
                 self.acks.append(json.loads(frame.data))
@@ -219,13 +237,17 @@ class FakeSocketModeSlack(HttpFake):
     async def _pass_through(self, request: web.Request) -> web.Response:
         headers = {k: v for k, v in request.headers.items() if k.lower() in ("authorization", "content-type")}
         target = f"{self.web_api.url}{request.match_info['method']}"
-        async with aiohttp.ClientSession() as session, session.request(
-            request.method, target, params=request.query, data=await request.read(), headers=headers
-        ) as answer:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(
+                request.method, target, params=request.query, data=await request.read(), headers=headers
+            ) as answer,
+        ):
             body = await answer.read()
             passed = {k: v for k, v in answer.headers.items() if k.lower() == "retry-after"}
-            return web.Response(body=body, status=answer.status, headers=passed,
-                                content_type=answer.content_type)
+            return web.Response(
+                body=body, status=answer.status, headers=passed, content_type=answer.content_type
+            )
 
     async def push(self, frame: dict[str, Any]) -> None:
         await self.sockets[-1].send_json(frame)
@@ -242,20 +264,37 @@ async def test_socket_mode_end_to_end_connects_relays_claims_and_closes(
         assert fake.opens == [APP_TOKEN]
         root_ts = await open_handover(bridge, fake_slack, fake_reply)  # bot calls went through to FakeSlack
 
-        await fake.push({"envelope_id": "ws-1", "type": "events_api", "accepts_response_payload": False,
-                         "retry_attempt": 0, "retry_reason": "",
-                         "payload": thread_reply_event(CHANNEL, root_ts, "typed behind a firewall",
-                                                       user="UAGENT02", event_id="EvWS01")})
+        await fake.push(
+            {
+                "envelope_id": "ws-1",
+                "type": "events_api",
+                "accepts_response_payload": False,
+                "retry_attempt": 0,
+                "retry_reason": "",
+                "payload": thread_reply_event(
+                    CHANNEL, root_ts, "typed behind a firewall", user="UAGENT02", event_id="EvWS01"
+                ),
+            }
+        )
         await wait_until(lambda: {"envelope_id": "ws-1"} in fake.acks)
         await wait_until(lambda: texts(fake_reply) == ["typed behind a firewall"])
         assert of_type_agent(fake_reply) == {"slack_user_id": "UAGENT02", "name": "Bob Dupont"}
 
-        await fake.push({"envelope_id": "ws-2", "type": "interactive", "accepts_response_payload": False,
-                         "payload": interactive_payload(root_ts, "handover_resolve")})
+        await fake.push(
+            {
+                "envelope_id": "ws-2",
+                "type": "interactive",
+                "accepts_response_payload": False,
+                "payload": interactive_payload(root_ts, "handover_resolve"),
+            }
+        )
         await wait_until(lambda: {"envelope_id": "ws-2"} in fake.acks)
         await wait_until(lambda: lifecycle_types(fake_reply)[-1:] == ["handover_resolved"])
         assert lifecycle_types(fake_reply) == [
-            "handover_opened", "handover_claimed", "agent_message", "handover_resolved"
+            "handover_opened",
+            "handover_claimed",
+            "agent_message",
+            "handover_resolved",
         ]
         assert fake.acks == [{"envelope_id": "ws-1"}, {"envelope_id": "ws-2"}]
 

@@ -8,6 +8,9 @@ local conv, hist, out, ready, open, dedupe, stats = KEYS[1], KEYS[2], KEYS[3], K
 local now = tonumber(ARGV[1])
 local cid = ARGV[5]
 if tonumber(ARGV[2]) > 0 and not redis.call('SET', dedupe, '1', 'NX', 'PX', ARGV[2]) then
+  -- A write even here: WAIT after this script must cover the first recording of this body, and
+  -- WAIT only counts what this connection wrote.
+  redis.call('PEXPIRE', dedupe, ARGV[2])
   return {0, 0, 0, 0}
 end
 

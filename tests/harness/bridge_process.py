@@ -28,7 +28,6 @@ __all__ = ["BridgeFleet", "BridgeProcess", "BridgeProcessError"]
 CLI_TIMEOUT_S = 60
 
 
-
 class BridgeProcessError(RuntimeError):
     """The bridge did not start, did not stop in time, or answered nonsense (message has the log tail)."""
 
