@@ -62,11 +62,9 @@ def test_bad_config_file_stops_the_start_with_its_errors(tmp_path: Path) -> None
     assert "ttl" in result.stderr and ":2:" in result.stderr and "Traceback" not in result.stderr
 
 
-async def test_serve_without_redis_url_runs_on_embedded_valkey_and_stops_cleanly(tmp_path: Path) -> None:
-    slack = FakeSlack(token=DEFAULT_TOKEN)
-    await slack.start()
-    port = free_port()
-    env = {
+def serve_env(slack: FakeSlack, port: int, **extra: str) -> dict[str, str]:
+    """The environment of a `bridge serve` wired to the fake Slack, listening on 127.0.0.1:port."""
+    return {
         **BASE_ENV,
         "SMARTLY_WEBHOOK_KEY": WEBHOOK_KEY,
         "SLACK_BOT_TOKEN": DEFAULT_TOKEN,
@@ -74,33 +72,48 @@ async def test_serve_without_redis_url_runs_on_embedded_valkey_and_stops_cleanly
         "SLACK_API_URL": slack.url,
         "BRIDGE_PORT": str(port),
         "BRIDGE_HOST": "127.0.0.1",
-        "BRIDGE_DATA_DIR": str(tmp_path / "data"),
+        **extra,
     }
-    log_path = tmp_path / "bridge.log"
+
+
+def spawn_serve(env: dict[str, str], cwd: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    log_path = cwd / "bridge.log"
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(
             [sys.executable, "-m", "bridge", "serve"],
             env=env,
-            cwd=tmp_path,
+            cwd=cwd,
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
+    return proc, log_path
+
+
+async def wait_ready(
+    http: aiohttp.ClientSession, base: str, proc: subprocess.Popen[bytes], log_path: Path
+) -> None:
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            async with http.get(f"{base}/readyz") as r:
+                if r.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
+        await asyncio.sleep(0.1)
+
+
+async def test_serve_without_redis_url_runs_on_embedded_valkey_and_stops_cleanly(tmp_path: Path) -> None:
+    slack = FakeSlack(token=DEFAULT_TOKEN)
+    await slack.start()
+    port = free_port()
+    env = serve_env(slack, port, BRIDGE_DATA_DIR=str(tmp_path / "data"))
+    proc, log_path = spawn_serve(env, tmp_path)
     try:
         base = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession() as http:
-
-            async def ready() -> bool:
-                try:
-                    async with http.get(f"{base}/readyz") as r:
-                        return r.status == 200
-                except aiohttp.ClientError:
-                    return False
-
-            deadline = time.monotonic() + 20
-            while not await ready():
-                assert proc.poll() is None, log_path.read_text()
-                assert time.monotonic() < deadline, log_path.read_text()
-                await asyncio.sleep(0.1)
+            await wait_ready(http, base, proc, log_path)
             for body in (message("cli", "hello from cli"), escalation("cli")):
                 async with http.post(f"{base}/smartly/hooks?key={WEBHOOK_KEY}", json=body) as r:
                     assert r.status == 200
@@ -148,39 +161,12 @@ async def test_sighup_reloads_the_config_and_the_bridge_keeps_serving(tmp_path: 
     config = tmp_path / "config.yaml"
     config.write_text("routes: []\n")
     port = free_port()
-    env = {
-        **BASE_ENV,
-        "SMARTLY_WEBHOOK_KEY": WEBHOOK_KEY,
-        "SLACK_BOT_TOKEN": DEFAULT_TOKEN,
-        "SLACK_CHANNEL": CHANNEL,
-        "SLACK_API_URL": slack.url,
-        "BRIDGE_PORT": str(port),
-        "BRIDGE_HOST": "127.0.0.1",
-        "REDIS_URL": redis_url,
-        "BRIDGE_CONFIG": str(config),
-    }
-    log_path = tmp_path / "bridge.log"
-    with log_path.open("wb") as log_file:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bridge", "serve"],
-            env=env,
-            cwd=tmp_path,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
+    env = serve_env(slack, port, REDIS_URL=redis_url, BRIDGE_CONFIG=str(config))
+    proc, log_path = spawn_serve(env, tmp_path)
     try:
         base = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession() as http:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    async with http.get(f"{base}/readyz") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
-                await asyncio.sleep(0.1)
+            await wait_ready(http, base, proc, log_path)
             config.write_text("routes:\n  - name: everything\n    channel: C0RELOADED\n")
             proc.send_signal(signal.SIGHUP)  # without a handler, SIGHUP would end the process
             await wait_until(lambda: "config reloaded" in log_path.read_text(), 5)
