@@ -125,6 +125,14 @@ def app_config(
 MakeBridge = Callable[..., Awaitable[BridgeClient]]
 
 
+async def serve_bridge(config: AppConfig, clients: list[TestClient]) -> BridgeClient:
+    """An in-process bridge on real HTTP (127.0.0.1); the caller closes `clients` at teardown."""
+    client = TestClient(TestServer(create_app(config), host="127.0.0.1"))
+    await client.start_server()
+    clients.append(client)
+    return BridgeClient(client)
+
+
 @pytest.fixture
 async def make_bridge(
     redis_url: str, fake_slack: FakeSlack, fake_reply: FakeReply
@@ -147,10 +155,7 @@ async def make_bridge(
             config_path=str(config_path) if config_path else None,
             **env,
         )
-        client = TestClient(TestServer(create_app(config), host="127.0.0.1"))
-        await client.start_server()
-        clients.append(client)
-        return BridgeClient(client)
+        return await serve_bridge(config, clients)
 
     yield make
     for client in reversed(clients):

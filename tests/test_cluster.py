@@ -21,14 +21,13 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aredis
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 
-from bridge.app import create_app
 from bridge.embedded import EmbeddedValkey, free_port
 from bridge.runtime import BRIDGE
 from bridge.store import LANES, SLACK, Keys, Store, conversation_id
-from tests.conftest import app_config
+from tests.conftest import app_config, serve_bridge
 from tests.harness import wait_until
 from tests.harness.fake_slack import FakeSlack, SlackMessage
 from tests.harness.valkey import HOST, ValkeyCluster
@@ -47,10 +46,7 @@ async def bridge_on(fake_slack: FakeSlack) -> AsyncIterator[BridgeOn]:
         redis_url: str, *, cluster: bool = False, file: dict[str, Any] | None = None
     ) -> BridgeClient:
         config = app_config(redis_url, fake_slack.url, file=file, redis_cluster=cluster)
-        client = TestClient(TestServer(create_app(config), host="127.0.0.1"))
-        await client.start_server()
-        clients.append(client)
-        return BridgeClient(client)
+        return await serve_bridge(config, clients)
 
     yield make
     for client in reversed(clients):
