@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from .config import BusinessHours, FileConfig, Route, RouteMatch, Trigger, glob_matches, normalize_words
@@ -34,10 +35,14 @@ def _intents(event: SmartlyEvent) -> tuple[str, ...]:
     return tuple(value for value in (event.intent, event.intent_slug) if value)
 
 
+# Configured keywords are few and fixed per config: normalise each once, not on every message.
+_normalized_keyword = lru_cache(maxsize=4096)(normalize_words)
+
+
 def has_keyword(text: str, keywords: list[str]) -> bool:
     """Whole words (or phrases), ignoring case, accents and punctuation: 'Conseillère?' has 'conseillere'."""
     words = f" {normalize_words(text)} "
-    return any(f" {normalize_words(keyword)} " in words for keyword in keywords)
+    return any(f" {_normalized_keyword(keyword)} " in words for keyword in keywords)
 
 
 _CONDITIONS: dict[str, Callable[[Any, SmartlyEvent], bool]] = {
