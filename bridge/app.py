@@ -156,7 +156,9 @@ def _bridge_ctx(app_config: AppConfig):
             metrics=metrics,
             store=store,
             slack=slack,
-            handover=Handover(store, lambda: holder.current, lambda: _default_channel(app_config, holder)),
+            handover=Handover(
+                store, lambda: holder.current, lambda: app_config.default_channel_in(holder.current)
+            ),
             deliverer=deliverer,
             slack_events=None,  # type: ignore[arg-type]
             signature_verifier=verifier,
@@ -188,10 +190,6 @@ def _bridge_ctx(app_config: AppConfig):
             log.info("bridge_stopped")
 
     return ctx
-
-
-def _default_channel(app_config: AppConfig, holder: ConfigHolder) -> str:
-    return app_config.settings.slack_channel or holder.current.slack.default_channel or ""
 
 
 async def _fetch_identity(bridge: Bridge) -> None:

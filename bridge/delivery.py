@@ -89,6 +89,9 @@ class DeliveryContext:
     settings: Callable[[], DeliverySection]
     replies_enabled: bool
 
+    def lease_ms(self) -> int:
+        return int(self.settings().lease_s * 1000)
+
     def backoff_ms(self, attempts: int) -> int:
         s = self.settings()
         ceiling = min(s.backoff_max_s, s.backoff_base_s * (2 ** max(attempts - 1, 0)))
@@ -217,13 +220,13 @@ class SlackLane(Lane):
         """Note the post about to start (renewing the lease), or give up the conversation when the
         lease has passed to another worker: posting now could duplicate or reorder its thread."""
         marker = f"{first} {last} {now_ms()}"
-        if not await self.ctx.store.mark_inflight(SLACK, cid, worker, marker, lease_ms=self._lease_ms()):
+        if not await self.ctx.store.mark_inflight(SLACK, cid, worker, marker, lease_ms=self.ctx.lease_ms()):
             raise lease_lost(SLACK, cid, first)
 
     async def _commit(self, cid: str, worker: str, ids: Sequence[str], **root: Any) -> None:
         """Drop what Slack accepted; stop here when the lease turned out to be gone meanwhile."""
         held = await self.ctx.store.commit(
-            SLACK, cid, worker, ids, lease_ms=self._lease_ms(), now_ms=now_ms(), **root
+            SLACK, cid, worker, ids, lease_ms=self.ctx.lease_ms(), now_ms=now_ms(), **root
         )
         if not held:
             raise lease_lost(SLACK, cid, ids[-1])
@@ -279,9 +282,6 @@ class SlackLane(Lane):
             await self._commit(cid, worker, [e.id for e in entries if low <= stream_id_key(e.id) <= high])
         return True
 
-    def _lease_ms(self) -> int:
-        return int(self.ctx.settings().lease_s * 1000)
-
     def _observe(self, entries: list[OutboxEntry]) -> None:
         now = time.time()
         for entry in entries:
@@ -309,7 +309,7 @@ class ReplyLane(Lane):
             head = entries[0]
             body = await self._body(cid, head)
             kind = str(body.get("type", head.kind))
-            lease_ms = int(self.ctx.settings().lease_s * 1000)
+            lease_ms = self.ctx.lease_ms()
             # Renew the lease (or find it lost) right before the POST: names looked up above may
             # have taken long enough for another worker to take this conversation over.
             if not await store.mark_inflight(

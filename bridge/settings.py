@@ -58,7 +58,11 @@ class AppConfig:
 
     @property
     def default_channel(self) -> str:
-        return self.settings.slack_channel or self.file.slack.default_channel or ""
+        return self.default_channel_in(self.file)
+
+    def default_channel_in(self, file: FileConfig) -> str:
+        """SLACK_CHANNEL wins over the file's default channel (which a hot reload may change)."""
+        return self.settings.slack_channel or file.slack.default_channel or ""
 
     @cached_property
     def webhook_keys(self) -> tuple[bytes, ...]:
