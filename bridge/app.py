@@ -28,7 +28,7 @@ from .settings import AppConfig
 from .slack_api import SlackApi, SlackFailure
 from .slack_events import SlackEvents
 from .socket_mode import socket_mode_ctx
-from .store import REPLY, SLACK, STORE_ERRORS, AnyRedis, Store, close_quietly
+from .store import REPLY, SLACK, STORE_DEADLINE_S, STORE_ERRORS, AnyRedis, Store, close_quietly
 from .web import add_routes
 
 log = structlog.get_logger("bridge.app")
@@ -52,7 +52,7 @@ def redis_client(url: str, cluster: bool) -> AnyRedis:
     if cluster:
         return RedisCluster.from_url(url, **options)
     # Single commands from concurrent webhooks and workers share round trips (autopipeline.py).
-    return AutoPipelineRedis.from_url(url, **options)
+    return AutoPipelineRedis.from_url(url, batch_timeout=STORE_DEADLINE_S, **options)
 
 
 async def connect(url: str, cluster: bool, attempts: int = CONNECT_ATTEMPTS) -> AnyRedis:

@@ -21,6 +21,7 @@ import math
 from typing import Any
 
 import hiredis
+from redis._parsers.hiredis import NOT_ENOUGH_DATA, _AsyncHiredisParser
 from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
 from redis.client import EMPTY_RESPONSE, NEVER_DECODE
@@ -50,12 +51,22 @@ def _is_solo(name: Any) -> bool:
 
 
 class AutoPipelineRedis(Redis):
-    """A redis.asyncio.Redis whose single commands are pipelined with their neighbours."""
+    """A redis.asyncio.Redis whose single commands are pipelined with their neighbours.
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    `batch_timeout` bounds a whole batch, retry included (connect, write, every reply): callers need
+    no timeout of their own, which would cost a timer per command."""
+
+    def __init__(self, *args: Any, batch_timeout: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.batch_timeout = batch_timeout
         self._queued: list[Call] = []
         self._batches: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    def from_url(cls, url: str, *, batch_timeout: float | None = None, **kwargs: Any) -> AutoPipelineRedis:
+        client = super().from_url(url, **kwargs)
+        client.batch_timeout = batch_timeout
+        return client
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         if self.single_connection_client or _is_solo(args[0]):
@@ -76,11 +87,15 @@ class AutoPipelineRedis(Redis):
     async def _send(self, batch: list[Call]) -> None:
         try:
             try:
-                replies = await self._round_trip(batch)
-            except RedisConnectionError:
-                # Typically a pooled connection the server closed (restart, idle timeout): one more try
-                # on a fresh one, as redis-py's own retry would do for a single command.
-                replies = await self._round_trip(batch)
+                async with asyncio.timeout(self.batch_timeout):
+                    try:
+                        replies = await self._round_trip(batch)
+                    except RedisConnectionError:
+                        # Typically a pooled connection the server closed (restart, idle timeout): one
+                        # more try on a fresh one, as redis-py's own retry would do for one command.
+                        replies = await self._round_trip(batch)
+            except TimeoutError as e:
+                raise RedisTimeoutError(f"no answer from Redis within {self.batch_timeout}s") from e
         except BaseException as e:  # every caller of the batch gets the failure
             for _, _, future in batch:
                 if not future.done():
@@ -107,15 +122,10 @@ class AutoPipelineRedis(Redis):
         complete = False
         try:
             await connection.send_packed_command(self._pack(connection, batch))
-            replies: list[Any] = []
             try:
                 # One deadline for the whole batch, not a timeout context per reply.
                 async with asyncio.timeout(connection.socket_timeout):
-                    for args, options, _ in batch:
-                        try:
-                            replies.append(await self._parse_reply(connection, args[0], options))
-                        except ResponseError as e:
-                            replies.append(e)
+                    replies = await self._read_replies(connection, batch)
             except TimeoutError as e:
                 raise RedisTimeoutError(f"no reply from Redis within {connection.socket_timeout}s") from e
             complete = True
@@ -124,6 +134,47 @@ class AutoPipelineRedis(Redis):
             if not complete:  # replies may still be on the way: this connection cannot be reused
                 await connection.disconnect()
             await pool.release(connection)
+
+    async def _read_replies(self, connection: Connection, batch: list[Call]) -> list[Any]:
+        """One reply per command, in order; an error reply becomes that command's exception."""
+        parser = connection._parser
+        if not isinstance(parser, _AsyncHiredisParser):
+            return [await self._reply_or_error(connection, args[0], options) for args, options, _ in batch]
+        # hiredis straight from its buffer, as _AsyncHiredisParser.read_response does, minus two layers
+        # of redis-py per reply (a socket read only when the buffer runs dry).
+        reader = parser._reader
+        push_type = parser._hiredis_PushNotificationType
+        callbacks = self.response_callbacks
+        replies: list[Any] = []
+        for args, options, _ in batch:
+            raw = NEVER_DECODE in options
+            while True:
+                reply = reader.gets(False) if raw else reader.gets()
+                while reply is NOT_ENOUGH_DATA:
+                    await parser.read_from_socket()
+                    reply = reader.gets(False) if raw else reader.gets()
+                if push_type is None or not isinstance(reply, push_type):
+                    break
+                await parser.handle_push_response(reply)  # out of band (RESP3): not this command's reply
+            if isinstance(reply, RedisConnectionError):
+                raise reply
+            if isinstance(reply, ResponseError):
+                replies.append(options.get(EMPTY_RESPONSE, reply))
+                continue
+            callback = callbacks.get(args[0])
+            if callback is not None:
+                extra = {k: v for k, v in options.items() if k not in (NEVER_DECODE, EMPTY_RESPONSE, "keys")}
+                reply = callback(reply, **extra)
+                if inspect.isawaitable(reply):
+                    reply = await reply
+            replies.append(reply)
+        return replies
+
+    async def _reply_or_error(self, connection: Connection, command: Any, options: dict[str, Any]) -> Any:
+        try:
+            return await self._parse_reply(connection, command, options)
+        except ResponseError as e:
+            return e
 
     async def _parse_reply(self, connection: Connection, command: Any, options: dict[str, Any]) -> Any:
         """Redis.parse_response, minus its per-reply timeout (the batch has one)."""

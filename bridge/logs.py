@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -16,46 +17,54 @@ REDACTED = "[redacted]"
 
 
 class SecretScrubber:
-    """Replaces any configured secret found in a log line's values (defence in depth: the code never
-    logs secrets on purpose, but a URL or an exception text might carry one)."""
+    """Replaces any configured secret found in a rendered log line (defence in depth: the code never
+    logs secrets on purpose, but a URL or an exception text might carry one).
+
+    It scans the finished JSON, not the event's values: one C-speed search per secret whatever the
+    line holds (nested values, keys, tracebacks included). JSON escapes text character by character,
+    so a secret inside any string shows up as the secret's own JSON escaping."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self.secrets: tuple[str, ...] = ()
+        self.encoded: tuple[tuple[bytes, bytes], ...] = ()
         self.update(secrets)
 
     def update(self, secrets: Iterable[str]) -> None:
-        self.secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
+        longest_first = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self.encoded = tuple((orjson.dumps(s)[1:-1], REDACTED.encode()) for s in longest_first)
 
-    def _clean(self, value: Any) -> Any:
-        if isinstance(value, str):
-            for secret in self.secrets:
-                if secret in value:
-                    value = value.replace(secret, REDACTED)
-            return value
-        if isinstance(value, dict):
-            return {k: self._clean(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [self._clean(v) for v in value]
-        return value
-
-    def _clean_already(self, event_dict: dict[str, Any]) -> bool:
-        """The common case, cheaply: flat text values, none holding a secret (one scan per secret)."""
-        texts = []
-        for value in event_dict.values():
-            if isinstance(value, str):
-                texts.append(value)
-            elif isinstance(value, dict | list | tuple):
-                return False
-        joined = "\0".join(texts)
-        return not any(secret in joined for secret in self.secrets)
-
-    def __call__(self, logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-        if not self.secrets or self._clean_already(event_dict):
-            return event_dict
-        return {k: self._clean(v) for k, v in event_dict.items()}
+    def __call__(self, logger: Any, method: str, rendered: bytes | str) -> bytes | str:
+        text = rendered.encode() if isinstance(rendered, str) else rendered
+        for secret, redacted in self.encoded:
+            if secret in text:
+                text = text.replace(secret, redacted)
+        if isinstance(rendered, str):
+            return text.decode() if text is not rendered else rendered
+        return text
 
 
 scrubber = SecretScrubber()
+
+
+class FastTimeStamper:
+    """ISO-8601 UTC with milliseconds, as structlog's TimeStamper(fmt="iso") but at a fifth of the
+    cost: the date and time to the second are formatted once per second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self, logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        event_dict["timestamp"] = f"{self._prefix}.{int((now - second) * 1000):03d}Z"
+        return event_dict
+
+
+def _orjson_text(obj: Any, **kwargs: Any) -> str:
+    return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS, default=str).decode()
 
 
 def conversation_fields(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
@@ -75,7 +84,7 @@ def _fast_output(stream: Any) -> tuple[structlog.processors.JSONRenderer, Any]:
             structlog.processors.JSONRenderer(serializer=orjson.dumps, option=orjson.OPT_NON_STR_KEYS),
             structlog.BytesLoggerFactory(binary),
         )
-    return structlog.processors.JSONRenderer(), structlog.PrintLoggerFactory(stream)
+    return structlog.processors.JSONRenderer(_orjson_text), structlog.PrintLoggerFactory(stream)
 
 
 def configure_logging(level: str = "info", secrets: Iterable[str] = (), stream: Any = None) -> None:
@@ -84,21 +93,10 @@ def configure_logging(level: str = "info", secrets: Iterable[str] = (), stream: 
     numeric = logging.getLevelName(level.upper()) if isinstance(level, str) else level
     if not isinstance(numeric, int):
         numeric = logging.INFO
-    shared: list[Any] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        conversation_fields,
-    ]
-    renderer = structlog.processors.JSONRenderer()
+    shared: list[Any] = [structlog.processors.add_log_level, FastTimeStamper(), conversation_fields]
     fast_renderer, logger_factory = _fast_output(stream or sys.stdout)
     structlog.configure(
-        processors=[
-            *shared,
-            structlog.processors.format_exc_info,
-            scrubber,
-            fast_renderer,
-        ],
+        processors=[*shared, structlog.processors.format_exc_info, fast_renderer, scrubber],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=logger_factory,
         # One log line per webhook is on the hot path: resolve each module's logger once (structlog's
@@ -112,8 +110,8 @@ def configure_logging(level: str = "info", secrets: Iterable[str] = (), stream: 
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
+                structlog.processors.JSONRenderer(_orjson_text),
                 scrubber,
-                renderer,
             ],
         )
     )

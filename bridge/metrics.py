@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
@@ -61,6 +63,15 @@ class Metrics:
         self.redis_errors = Counter(
             "bridge_redis_errors_total", "Redis commands that failed", ["where"], registry=r
         )
+
+        self._webhook_children: dict[tuple[str, str], Any] = {}
+
+    def webhook_event(self, event: str, outcome: str) -> None:
+        """Count one webhook; the labelled child is looked up once (labels() costs more than inc())."""
+        child = self._webhook_children.get((event, outcome))
+        if child is None:
+            child = self._webhook_children[(event, outcome)] = self.webhook_events.labels(event, outcome)
+        child.inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -58,6 +58,9 @@ AnyRedis = Redis | RedisCluster
 # "Redis cannot answer right now": callers answer 503 or back off. RedisClusterException (no reachable
 # node, slot not covered during a failover, ...) is NOT a RedisError subclass in redis-py.
 STORE_ERRORS: tuple[type[Exception], ...] = (RedisError, RedisClusterException)
+# The longest a webhook waits on Redis (plus redis.wait_timeout_ms when WAIT is on): during a failover
+# it answers 503 within this bound, and the sender retries, instead of holding its connection open.
+STORE_DEADLINE_S = 2.0
 # A pipelined record+WAIT whose EVALSHA was redirected is sent again once the client knows the new owner.
 _REDIRECTS = (MovedError, AskError, TryAgainError)
 
@@ -243,8 +246,24 @@ class Store:
                 f"set redis.partitions back to {stored}"
             )
 
+    @property
+    def bounded(self) -> bool:
+        """Whether the client itself fails every call within STORE_DEADLINE_S."""
+        timeout = getattr(self.redis, "batch_timeout", None)
+        return timeout is not None and timeout <= STORE_DEADLINE_S
+
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
+
+    async def _eval(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """EVALSHA, loading the script when the server lacks it (fresh, restarted or promoted).
+        Straight to execute_command: redis-py's Script object costs more than the command itself."""
+        script = self._scripts[name]
+        try:
+            return await self.redis.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await self.redis.script_load(script.script)
+            return await self.redis.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
 
     # -- webhook path ----------------------------------------------------------------------------------
 
@@ -288,7 +307,7 @@ class Store:
         return keys, args
 
     async def record(self, keys: list[str], args: list[Any]) -> RecordResult:
-        return self._record_result(await self._scripts["record"](keys=keys, args=args), args)
+        return self._record_result(await self._eval("record", keys, args), args)
 
     def _record_result(self, raw: list[Any], args: list[Any]) -> RecordResult:
         recorded, queued, opened, hid = raw
@@ -340,8 +359,8 @@ class Store:
         self, lane: str, partition: int, worker: str, now_ms: int, lease_ms: int, limit: int
     ) -> list[str]:
         p = self.partition_keys(partition)
-        taken = await self._scripts["claim_due"](
-            keys=[p.ready(lane)], args=[now_ms, worker, lease_ms, limit, p.lease_prefix(lane)]
+        taken = await self._eval(
+            "claim_due", [p.ready(lane)], [now_ms, worker, lease_ms, limit, p.lease_prefix(lane)]
         )
         return [_text(c) for c in taken]
 
@@ -372,9 +391,7 @@ class Store:
         """Record the post about to start and renew the lease; False when `worker` lost its lease
         (then it must not post: another worker may be delivering the same entries)."""
         k = self.keys(cid)
-        marked = await self._scripts["mark_inflight"](
-            keys=[k.conv, k.lease(lane)], args=[worker, lease_ms, lane, marker]
-        )
+        marked = await self._eval("mark_inflight", [k.conv, k.lease(lane)], [worker, lease_ms, lane, marker])
         return bool(marked)
 
     async def bump_attempts(self, lane: str, cid: str) -> int:
@@ -395,9 +412,10 @@ class Store:
         """Drop delivered entries; `root` = (hid, channel, ts) of a root message that was just posted."""
         k = self.keys(cid)
         hid, channel, ts = root or ("", "", "")
-        held = await self._scripts["commit"](
-            keys=[k.conv, k.out(lane), k.lease(lane), k.stats, k.out(REPLY), k.ready(REPLY)],
-            args=[worker, lease_ms, lane, hid, channel, ts, "1" if replies else "0", now_ms, cid, *ids],
+        held = await self._eval(
+            "commit",
+            [k.conv, k.out(lane), k.lease(lane), k.stats, k.out(REPLY), k.ready(REPLY)],
+            [worker, lease_ms, lane, hid, channel, ts, "1" if replies else "0", now_ms, cid, *ids],
         )
         return bool(held)
 
@@ -405,28 +423,25 @@ class Store:
         """Hand the conversation back; returns True when entries remain (due again at `due_ms`)."""
         k = self.keys(cid)
         return bool(
-            await self._scripts["release"](
-                keys=[k.lease(lane), k.out(lane), k.ready(lane)], args=[worker, cid, due_ms]
-            )
+            await self._eval("release", [k.lease(lane), k.out(lane), k.ready(lane)], [worker, cid, due_ms])
         )
 
     async def bury(self, lane: str, cid: str, ids: Sequence[str], reason: str, now_ms: int) -> int:
         k = self.keys(cid)
         return int(
-            await self._scripts["bury"](
-                keys=[k.out(lane), k.dead, k.stats, k.conv],
-                args=[lane, cid, reason, now_ms, DEAD_MAXLEN, *ids],
+            await self._eval(
+                "bury",
+                [k.out(lane), k.dead, k.stats, k.conv],
+                [lane, cid, reason, now_ms, DEAD_MAXLEN, *ids],
             )
         )
 
     async def take_token(self, channel: str, now_ms: int, per_second: float, burst: int) -> int:
         """Milliseconds to wait before the next post to `channel` (0: go now, token taken)."""
-        return int(
-            await self._scripts["take_token"](keys=[rate_key(channel)], args=[now_ms, per_second, burst])
-        )
+        return int(await self._eval("take_token", [rate_key(channel)], [now_ms, per_second, burst]))
 
     async def pause_channel(self, channel: str, until_ms: int, now_ms: int) -> None:
-        await self._scripts["pause_channel"](keys=[rate_key(channel)], args=[until_ms, now_ms])
+        await self._eval("pause_channel", [rate_key(channel)], [until_ms, now_ms])
 
     async def paused_until(self, channel: str) -> int:
         """Until when (ms) a 429 paused `channel` (0: not paused); read without taking a token."""
@@ -463,9 +478,10 @@ class Store:
     ) -> tuple[int, int]:
         """Queue an agent reply; returns (1 queued | 0 duplicate | -1 not open, first response ms)."""
         k = self.keys(cid)
-        status, first_after = await self._scripts["agent_message"](
-            keys=[*k.handover_keys(), k.seen(event_id)],
-            args=[
+        status, first_after = await self._eval(
+            "agent_message",
+            [*k.handover_keys(), k.seen(event_id)],
+            [
                 now_ms,
                 cid,
                 thread_ts,
@@ -482,9 +498,10 @@ class Store:
     ) -> int:
         k = self.keys(cid)
         return int(
-            await self._scripts["claim_handover"](
-                keys=k.handover_keys(),
-                args=[now_ms, cid, thread_ts, agent_id, agent_name, "1" if replies else "0"],
+            await self._eval(
+                "claim_handover",
+                k.handover_keys(),
+                [now_ms, cid, thread_ts, agent_id, agent_name, "1" if replies else "0"],
             )
         )
 
@@ -502,9 +519,10 @@ class Store:
     ) -> int:
         k = self.keys(cid)
         return int(
-            await self._scripts["resolve_handover"](
-                keys=k.handover_keys(),
-                args=[
+            await self._eval(
+                "resolve_handover",
+                k.handover_keys(),
+                [
                     now_ms,
                     cid,
                     thread_ts,
@@ -581,9 +599,10 @@ class Store:
     async def replay(self, letter: DeadLetter, now_ms: int) -> bool:
         k = self.keys(letter.cid)
         return bool(
-            await self._scripts["replay"](
-                keys=[k.dead, k.out(letter.lane), k.ready(letter.lane), k.stats],
-                args=[letter.id, letter.cid, letter.lane, now_ms],
+            await self._eval(
+                "replay",
+                [k.dead, k.out(letter.lane), k.ready(letter.lane), k.stats],
+                [letter.id, letter.cid, letter.lane, now_ms],
             )
         )
 

@@ -4,30 +4,34 @@ and failures to status codes. Logic never sees a web.Request."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
 import structlog
 from aiohttp import web
-from aiohttp.typedefs import Handler
 from slack_sdk.signature import SignatureVerifier
 
-from .events import EventError, IgnoredEvent, parse_event
+from .events import EventError, IgnoredEvent, SmartlyEvent, parse_event
+from .rules import Decision
 from .runtime import BRIDGE, Bridge
-from .store import SLACK, STORE_ERRORS, body_digest
+from .store import SLACK, STORE_DEADLINE_S, STORE_ERRORS, RecordResult, body_digest
 
 log = structlog.get_logger("bridge.web")
 
 SLACK_BODY_LIMIT = 1024 * 1024
-# The longest a webhook waits on Redis (plus redis.wait_timeout_ms when WAIT is on): during a failover
-# it answers 503 within this bound, and the sender retries, instead of holding its connection open.
-STORE_DEADLINE_S = 2.0
+OK_BODY = b'{"ok":true}'
 
 
 def json_response(body: dict[str, Any], status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+
+
+def ok() -> web.Response:
+    return web.Response(body=OK_BODY, content_type="application/json")
 
 
 def error(status: int, message: str, **extra: Any) -> web.Response:
@@ -63,52 +67,42 @@ async def smartly_hook(request: web.Request) -> web.Response:
     bridge: Bridge = request.app[BRIDGE]
     metrics = bridge.metrics
     if not key_matches(request.query.get("key", ""), bridge.app_config.webhook_keys):
-        metrics.webhook_events.labels("unknown", "unauthorized").inc()
+        metrics.webhook_event("unknown", "unauthorized")
         log.warning("webhook_rejected", status=401, reason="bad or missing key", remote=request.remote)
         return error(401, "unauthorized")
     limit = bridge.config().webhook.max_body_bytes
     body = await read_limited(request, limit)
     if body is None:
-        metrics.webhook_events.labels("unknown", "too_large").inc()
+        metrics.webhook_event("unknown", "too_large")
         log.warning("webhook_rejected", status=413, reason="body too large", limit=limit)
         return error(413, f"body larger than {limit} bytes")
     try:
         event = parse_event(body)
     except IgnoredEvent as ignored:
-        metrics.webhook_events.labels("other", "ignored").inc()
+        metrics.webhook_event("other", "ignored")
         log.info("webhook_ignored", smartly_event=ignored.event)
         return json_response({"ok": True, "ignored": ignored.event}, 202)
     except EventError as e:
-        metrics.webhook_events.labels("unknown", "invalid").inc()
+        metrics.webhook_event("unknown", "invalid")
         log.warning("webhook_rejected", status=e.status, reason=e.message, missing=e.missing)
         extra = {"missing": e.missing} if e.missing else {}
         return error(e.status, e.message, **extra)
     fields = {"smartly_event": event.event, "skill_id": event.skill_id, "client_id": event.client_id}
-    redis_config = bridge.config().redis
-    wanted = redis_config.wait_replicas
-    acked = 0
     try:
-        async with asyncio.timeout(STORE_DEADLINE_S + redis_config.wait_timeout_ms / 1000):
-            if wanted:
-                keys, args, decision = bridge.handover.prepare(event, body_digest(body))
-                result, acked = await bridge.store.record_and_wait(
-                    keys, args, wanted, redis_config.wait_timeout_ms
-                )
-            else:
-                result, decision = await bridge.handover.record(event, body_digest(body))
+        result, decision, unreplicated = await _record(bridge, event, body_digest(body))
     except (*STORE_ERRORS, TimeoutError) as e:
-        metrics.webhook_events.labels(event.event, "unavailable").inc()
+        metrics.webhook_event(event.event, "unavailable")
         metrics.redis_errors.labels("webhook").inc()
         log.error("webhook_unavailable", status=503, error=type(e).__name__, **fields)
         return error(503, "storage unavailable, retry later")
-    if wanted and acked < wanted:
+    if unreplicated:
         # Recorded on the primary only: a failover now could lose it. The sender's retry is recorded
         # again if that happened (the dedupe key went with it), else it is answered as a duplicate.
-        metrics.webhook_events.labels(event.event, "unreplicated").inc()
-        log.warning("webhook_unreplicated", status=503, acked=acked, wanted=wanted, **fields)
+        metrics.webhook_event(event.event, "unreplicated")
+        log.warning("webhook_unreplicated", status=503, **unreplicated, **fields)
         return error(503, "not replicated in time, retry later")
     if not result.recorded:
-        metrics.webhook_events.labels(event.event, "duplicate").inc()
+        metrics.webhook_event(event.event, "duplicate")
         log.info("webhook_duplicate", **fields)
         return json_response({"ok": True, "duplicate": True})
     if result.queued:
@@ -123,9 +117,31 @@ async def smartly_hook(request: web.Request) -> web.Response:
             hid=result.hid,
             **fields,
         )
-    metrics.webhook_events.labels(event.event, "recorded").inc()
+    metrics.webhook_event(event.event, "recorded")
     log.info("webhook_recorded", queued=result.queued, **fields)
-    return json_response({"ok": True})
+    return ok()
+
+
+async def _record(
+    bridge: Bridge, event: SmartlyEvent, digest: str
+) -> tuple[RecordResult, Decision | None, dict[str, int] | None]:
+    """Record the event within the store deadline; the third value says how short replication fell
+    when redis.wait_replicas asks for replicas (None: as durable as configured)."""
+    redis_config = bridge.config().redis
+    wanted = redis_config.wait_replicas
+    if wanted:
+        async with asyncio.timeout(STORE_DEADLINE_S + redis_config.wait_timeout_ms / 1000):
+            keys, args, decision = bridge.handover.prepare(event, digest)
+            result, acked = await bridge.store.record_and_wait(
+                keys, args, wanted, redis_config.wait_timeout_ms
+            )
+        return result, decision, ({"acked": acked, "wanted": wanted} if acked < wanted else None)
+    if bridge.store.bounded:  # the client itself answers within the deadline: no timer per webhook
+        result, decision = await bridge.handover.record(event, digest)
+    else:
+        async with asyncio.timeout(STORE_DEADLINE_S):
+            result, decision = await bridge.handover.record(event, digest)
+    return result, decision, None
 
 
 def _verified_body(request: web.Request, body: bytes, bridge: Bridge) -> bool:
@@ -195,7 +211,7 @@ async def slack_interactions(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return json_response({"ok": True})
+    return ok()
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -224,23 +240,30 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=bridge.metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4"})
 
 
-@web.middleware
-async def unexpected_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """A bug must not leak a traceback (or anything from the request) to the caller."""
-    try:
-        return await handler(request)
-    except web.HTTPException:
-        raise
-    except Exception:
-        log.exception("request_failed", path=request.path, method=request.method)
-        return error(500, "internal error")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def guarded(handler: Handler) -> Handler:
+    """A bug must not leak a traceback (or anything from the request) to the caller. A wrapper per
+    route rather than a middleware: aiohttp's middleware chain costs more than this whole check."""
+
+    @functools.wraps(handler)
+    async def guard(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except Exception:
+            log.exception("request_failed", path=request.path, method=request.method)
+            return error(500, "internal error")
+
+    return guard
 
 
 def add_routes(app: web.Application) -> None:
-    app.middlewares.append(unexpected_errors)
-    app.router.add_post("/smartly/hooks", smartly_hook)
-    app.router.add_post("/slack/events", slack_events)
-    app.router.add_post("/slack/interactions", slack_interactions)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
+    app.router.add_post("/smartly/hooks", guarded(smartly_hook))
+    app.router.add_post("/slack/events", guarded(slack_events))
+    app.router.add_post("/slack/interactions", guarded(slack_interactions))
+    app.router.add_get("/healthz", guarded(healthz))
+    app.router.add_get("/readyz", guarded(readyz))
+    app.router.add_get("/metrics", guarded(metrics))
