@@ -76,10 +76,12 @@ class SmartlyEvent:
 
 def _text(value: Any) -> str:
     """Smartly sends null, numbers and strings where text is expected; all become text."""
+    if type(value) is str:
+        return value
     if value is None:
         return ""
     if isinstance(value, str):
-        return value
+        return str(value)
     if isinstance(value, bool | int | float):
         return str(value)
     return ""
@@ -124,43 +126,42 @@ def parse_event(body: bytes) -> SmartlyEvent:
         )
     skill_id = _identifier(payload.get("skill_id"))
     client_id = _identifier(payload.get("client_id"))
-    missing = [
-        name
-        for name, value in (("payload.skill_id", skill_id), ("payload.client_id", client_id))
-        if not value
-    ]
+    if not (0 < len(skill_id) <= MAX_ID_LENGTH and 0 < len(client_id) <= MAX_ID_LENGTH):
+        _refuse_ids(skill_id, client_id)
+
+    get = payload.get
+    nounderstood = _number(get("number_of_nounderstood"))
+    understood = get("understood")
+    # Positional, in field order: this runs for every webhook (keywords cost a third more).
+    return SmartlyEvent(
+        event,
+        skill_id,
+        client_id,
+        payload,
+        _text(get("lang")),
+        # The escalation payload spells it "plateform"; message_received spells it "platform".
+        _text(get("platform") or get("plateform")),
+        _text(get("user_id")),
+        _text(get("input")),
+        _text(get("answer")),
+        _text(get("intent")),
+        _text(get("intent_slug")),
+        _number(get("confidence")),
+        understood if isinstance(understood, bool) else None,
+        get("need_help") is True,
+        int(nounderstood) if nounderstood is not None else 0,
+        _text(get("handover_category_name")),
+        get("is_simulator") is True,
+        get("muted") is True,
+    )
+
+
+def _refuse_ids(skill_id: str, client_id: str) -> None:
+    ids = (("payload.skill_id", skill_id), ("payload.client_id", client_id))
+    missing = [name for name, value in ids if not value]
     if missing:
         raise MissingFields("missing required fields: " + ", ".join(missing), missing=missing)
-    too_long = [
-        name
-        for name, value in (("payload.skill_id", skill_id), ("payload.client_id", client_id))
-        if len(value) > MAX_ID_LENGTH
-    ]
-    if too_long:
-        raise MissingFields(
-            f"fields longer than {MAX_ID_LENGTH} characters: " + ", ".join(too_long), missing=too_long
-        )
-
-    nounderstood = _number(payload.get("number_of_nounderstood"))
-    understood = payload.get("understood")
-    return SmartlyEvent(
-        event=event,
-        skill_id=skill_id,
-        client_id=client_id,
-        payload=payload,
-        lang=_text(payload.get("lang")),
-        # The escalation payload spells it "plateform"; message_received spells it "platform".
-        platform=_text(payload.get("platform") or payload.get("plateform")),
-        user_id=_text(payload.get("user_id")),
-        input=_text(payload.get("input")),
-        answer=_text(payload.get("answer")),
-        intent=_text(payload.get("intent")),
-        intent_slug=_text(payload.get("intent_slug")),
-        confidence=_number(payload.get("confidence")),
-        understood=understood if isinstance(understood, bool) else None,
-        need_help=payload.get("need_help") is True,
-        number_of_nounderstood=int(nounderstood) if nounderstood is not None else 0,
-        handover_category=_text(payload.get("handover_category_name")),
-        is_simulator=payload.get("is_simulator") is True,
-        muted=payload.get("muted") is True,
+    too_long = [name for name, value in ids if len(value) > MAX_ID_LENGTH]
+    raise MissingFields(
+        f"fields longer than {MAX_ID_LENGTH} characters: " + ", ".join(too_long), missing=too_long
     )

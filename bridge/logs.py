@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import atexit
+import contextlib
 import logging
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -76,13 +79,62 @@ def conversation_fields(logger: Any, method: str, event_dict: dict[str, Any]) ->
     return event_dict
 
 
+class LoopBatchedLines:
+    """A structlog logger writing its lines once per event-loop iteration, in one write() and one
+    flush, instead of a system call per line (the webhook path logs a line per event). Outside a
+    running loop, or on a non-loop thread, a line is written at once."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._lines: list[bytes] = []
+
+    def msg(self, message: bytes) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            self._write(message + b"\n")
+            return
+        self._lines.append(message)
+        if len(self._lines) == 1:
+            loop.call_soon(self.flush)
+
+    log = debug = info = warn = warning = error = critical = exception = failure = fatal = msg
+
+    def flush(self) -> None:
+        lines, self._lines = self._lines, []
+        if lines:
+            lines.append(b"")
+            self._write(b"\n".join(lines))
+
+    def _write(self, data: bytes) -> None:
+        with contextlib.suppress(ValueError, OSError):  # closed or broken stdout: logs are not worth a crash
+            self._stream.write(data)
+            self._stream.flush()
+
+
+_output: LoopBatchedLines | None = None
+
+
+def _shared_output(binary: Any) -> Callable[..., LoopBatchedLines]:
+    """Every module's logger writes through ONE batch, so lines keep their order across modules."""
+    global _output
+    if _output is not None:
+        _output.flush()
+    else:
+        atexit.register(lambda: _output.flush() if _output else None)
+    _output = LoopBatchedLines(binary)
+    output = _output
+    return lambda *args: output
+
+
 def _fast_output(stream: Any) -> tuple[structlog.processors.JSONRenderer, Any]:
     """orjson straight to the binary stdout when there is one (a third of the cost of json + print)."""
     binary = getattr(stream, "buffer", None)
     if binary is not None:
         return (
             structlog.processors.JSONRenderer(serializer=orjson.dumps, option=orjson.OPT_NON_STR_KEYS),
-            structlog.BytesLoggerFactory(binary),
+            _shared_output(binary),
         )
     return structlog.processors.JSONRenderer(_orjson_text), structlog.PrintLoggerFactory(stream)
 

@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 from urllib.parse import quote, unquote
@@ -65,6 +66,7 @@ STORE_DEADLINE_S = 2.0
 _REDIRECTS = (MovedError, AskError, TryAgainError)
 
 
+@functools.lru_cache(maxsize=16384)  # a conversation sends many events: quote() is slow Python
 def conversation_id(skill_id: str, client_id: str) -> str:
     """Unambiguous, readable id: each part percent-encoded, so a ':' inside an id cannot collide."""
     return f"{quote(skill_id, safe='')}:{quote(client_id, safe='')}"
@@ -81,10 +83,10 @@ class Keys:
 
     partition: int
     cid: str
+    tag: str = field(init=False, repr=False, compare=False)  # the partition's prefix, built once
 
-    @property
-    def tag(self) -> str:
-        return f"{PREFIX}{{{self.partition}}}:"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tag", f"{PREFIX}{{{self.partition}}}:")
 
     @property
     def conv(self) -> str:
