@@ -27,7 +27,7 @@ from .config import DeliverySection
 from .metrics import Metrics
 from .replies import ReplyError, ReplySender
 from .slack_api import SlackApi, SlackFailure
-from .store import REPLY, SLACK, STORE_ERRORS, OutboxEntry, Store, stream_id_key
+from .store import REPLY, SLACK, STORE_ERRORS, OutboxEntry, Store, stream_id_key, thread_in
 
 log = structlog.get_logger("bridge.delivery")
 
@@ -131,7 +131,7 @@ class SlackLane(Lane):
             if head.kind == "root":
                 channel, thread_ts = str(head.data.get("channel", "")), None
             else:
-                thread = await store.thread_of(cid, head.hid)
+                thread = thread_in(conv, head.hid)
                 if thread is None:
                     # The root of this handover was never posted (dead-lettered): nowhere to post.
                     await self.ctx.bury(SLACK, cid, [head], "no_thread")
@@ -141,15 +141,19 @@ class SlackLane(Lane):
                 if await self._settle_inflight(cid, worker, conv, entries, channel, thread_ts):
                     continue
                 if head.kind == "root":
-                    await self._post_root(cid, worker, head, channel)
+                    pending = await self._post_root(cid, worker, head, channel)
                 elif head.kind == "update" and thread_ts:
-                    await self._update_root(cid, worker, head, channel, thread_ts)
+                    pending = await self._update_root(cid, worker, head, channel, thread_ts)
                 elif head.kind in THREAD_KINDS and thread_ts:
-                    await self._post_lines(cid, worker, entries, channel, thread_ts)
+                    pending = await self._post_lines(cid, worker, entries, channel, thread_ts)
                 else:
                     await self.ctx.bury(SLACK, cid, [head], f"unknown_kind:{head.kind}")
+                    continue
             except SlackFailure as e:
                 await self._failed(cid, head, channel, e)
+                continue
+            if pending == 0:  # nothing left: no need to read the outbox again
+                return None
 
     async def _failed(self, cid: str, head: OutboxEntry, channel: str, e: SlackFailure) -> None:
         if e.retry_after_s is not None:
@@ -174,33 +178,35 @@ class SlackLane(Lane):
         await asyncio.sleep(wait / 1000)
         return False
 
-    async def _post_root(self, cid: str, worker: str, head: OutboxEntry, channel: str) -> None:
+    # Each poster returns how many entries remain after its commit (None: it did not post).
+
+    async def _post_root(self, cid: str, worker: str, head: OutboxEntry, channel: str) -> int | None:
         if not await self._wait_for_token(channel):
-            return
+            return None
         text, blocks = slack_format.root_message(head.data)
         await self._mark_inflight(cid, worker, head.id, head.id)
         ts = await self.slack.post(channel, text, blocks=blocks, marker=self._marker(cid, head.id, head.id))
-        await self._root_posted(cid, worker, head, channel, ts)
+        return await self._root_posted(cid, worker, head, channel, ts)
 
-    async def _root_posted(self, cid: str, worker: str, head: OutboxEntry, channel: str, ts: str) -> None:
+    async def _root_posted(self, cid: str, worker: str, head: OutboxEntry, channel: str, ts: str) -> int:
         await self.ctx.store.map_thread(channel, ts, cid)
         self._observe([head])
         log.info("handover_thread_opened", cid=cid, channel=channel, thread_ts=ts, hid=head.hid)
-        await self._commit(
+        return await self._commit(
             cid, worker, [head.id], root=(head.hid, channel, ts), replies=self.ctx.replies_enabled
         )
 
-    async def _update_root(self, cid: str, worker: str, head: OutboxEntry, channel: str, ts: str) -> None:
+    async def _update_root(self, cid: str, worker: str, head: OutboxEntry, channel: str, ts: str) -> int:
         text, blocks = slack_format.root_message(head.data)
         await self._mark_inflight(cid, worker, head.id, head.id)  # lease check: updates stay in order
         await self.slack.update(channel, ts, text, blocks)
-        await self._commit(cid, worker, [head.id])
+        return await self._commit(cid, worker, [head.id])
 
     async def _post_lines(
         self, cid: str, worker: str, entries: list[OutboxEntry], channel: str, thread_ts: str
-    ) -> None:
+    ) -> int | None:
         if not await self._wait_for_token(channel):
-            return
+            return None
         head = entries[0]
         run = []
         for entry in entries:
@@ -214,7 +220,7 @@ class SlackLane(Lane):
         await self._mark_inflight(cid, worker, first, last)
         await self.slack.post(channel, chunk.text, thread_ts=thread_ts, marker=self._marker(cid, first, last))
         self._observe(run[: len(chunk.ids)])
-        await self._commit(cid, worker, chunk.ids)
+        return await self._commit(cid, worker, chunk.ids)
 
     async def _mark_inflight(self, cid: str, worker: str, first: str, last: str) -> None:
         """Note the post about to start (renewing the lease), or give up the conversation when the
@@ -223,13 +229,15 @@ class SlackLane(Lane):
         if not await self.ctx.store.mark_inflight(SLACK, cid, worker, marker, lease_ms=self.ctx.lease_ms()):
             raise lease_lost(SLACK, cid, first)
 
-    async def _commit(self, cid: str, worker: str, ids: Sequence[str], **root: Any) -> None:
-        """Drop what Slack accepted; stop here when the lease turned out to be gone meanwhile."""
-        held = await self.ctx.store.commit(
+    async def _commit(self, cid: str, worker: str, ids: Sequence[str], **root: Any) -> int:
+        """Drop what Slack accepted (returns how many entries remain); stop here when the lease
+        turned out to be gone meanwhile."""
+        commit = await self.ctx.store.commit(
             SLACK, cid, worker, ids, lease_ms=self.ctx.lease_ms(), now_ms=now_ms(), **root
         )
-        if not held:
+        if not commit.held:
             raise lease_lost(SLACK, cid, ids[-1])
+        return commit.pending
 
     @staticmethod
     def _marker(cid: str, first: str, last: str) -> dict[str, str]:
@@ -328,8 +336,11 @@ class ReplyLane(Lane):
                 raise await self.ctx.retry_later(REPLY, cid, e.reason) from e
             self.ctx.metrics.reply_requests.labels(kind, "ok").inc()
             log.info("reply_delivered", cid=cid, type=kind, thread_ts=body.get("thread_ts"))
-            if not await store.commit(REPLY, cid, worker, [head.id], lease_ms=lease_ms, now_ms=now_ms()):
+            commit = await store.commit(REPLY, cid, worker, [head.id], lease_ms=lease_ms, now_ms=now_ms())
+            if not commit.held:
                 raise lease_lost(REPLY, cid, head.id)
+            if commit.pending == 0:
+                return None
 
     async def _name(self, user_id: str) -> str | None:
         if not user_id:

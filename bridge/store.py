@@ -159,6 +159,23 @@ def _script_source(name: str) -> str:
     return (lua / "lib.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
 
 
+def thread_field(hid: str) -> str:
+    """The conversation hash field holding "<channel> <ts>" of handover `hid`'s root message."""
+    return f"t:{hid}"
+
+
+def thread_in(conv: dict[str, str], hid: str) -> tuple[str, str] | None:
+    """(channel, ts) of the root posted for handover `hid`, read from a fetched conversation hash."""
+    channel, _, ts = conv.get(thread_field(hid), "").partition(" ")
+    return (channel, ts) if ts else None
+
+
+def _pairs(flat: list[Any]) -> dict[str, str]:
+    """A flat [field, value, ...] reply (HGETALL or a stream entry, through Lua) as a dict."""
+    it = iter(flat)
+    return {_text(f): _text(v) for f, v in zip(it, it, strict=True)}
+
+
 def _text(value: Any) -> str:
     if value is None:
         return ""
@@ -188,6 +205,15 @@ class OutboxEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class Commit:
+    """`held`: the lease was still ours (False: stop, another worker has the conversation).
+    `pending`: entries left in the lane, so a worker with none left skips reading the outbox again."""
+
+    held: bool
+    pending: int
+
+
+@dataclass(frozen=True, slots=True)
 class DeadLetter:
     id: str
     partition: int
@@ -212,6 +238,7 @@ class Store:
         self._scripts: dict[str, AsyncScript] = {}
         for name in (
             "record",
+            "fetch",
             "claim_due",
             "release",
             "commit",
@@ -369,14 +396,11 @@ class Store:
     async def fetch(self, lane: str, cid: str, limit: int) -> tuple[dict[str, str], list[OutboxEntry]]:
         """The conversation hash and the oldest pending entries (only the lease holder removes them)."""
         k = self.keys(cid)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(k.conv)
-            pipe.xrange(k.out(lane), "-", "+", count=limit)
-            conv_raw, raw_entries = await pipe.execute()
-        conv = {_text(f): _text(v) for f, v in conv_raw.items()}
+        conv_flat, raw_entries = await self._eval("fetch", [k.conv, k.out(lane)], [limit])
+        conv = _pairs(conv_flat)
         entries = []
         for entry_id, fields in raw_entries:
-            f = {_text(a): _text(b) for a, b in fields.items()}
+            f = _pairs(fields)
             entries.append(
                 OutboxEntry(
                     id=_text(entry_id),
@@ -410,16 +434,16 @@ class Store:
         now_ms: int,
         root: tuple[str, str, str] | None = None,
         replies: bool = False,
-    ) -> bool:
+    ) -> Commit:
         """Drop delivered entries; `root` = (hid, channel, ts) of a root message that was just posted."""
         k = self.keys(cid)
         hid, channel, ts = root or ("", "", "")
-        held = await self._eval(
+        held, pending = await self._eval(
             "commit",
             [k.conv, k.out(lane), k.lease(lane), k.stats, k.out(REPLY), k.ready(REPLY)],
             [worker, lease_ms, lane, hid, channel, ts, "1" if replies else "0", now_ms, cid, *ids],
         )
-        return bool(held)
+        return Commit(bool(held), int(pending))
 
     async def release(self, lane: str, cid: str, worker: str, due_ms: int) -> bool:
         """Hand the conversation back; returns True when entries remain (due again at `due_ms`)."""
@@ -458,11 +482,8 @@ class Store:
 
     async def thread_of(self, cid: str, hid: str) -> tuple[str, str] | None:
         """(channel, ts) of the root posted for handover `hid`, once it exists."""
-        value = _text(await self.redis.hget(self.keys(cid).conv, f"t:{hid}"))
-        if not value:
-            return None
-        channel, _, ts = value.partition(" ")
-        return channel, ts
+        field = thread_field(hid)
+        return thread_in({field: _text(await self.redis.hget(self.keys(cid).conv, field))}, hid)
 
     # -- agents ----------------------------------------------------------------------------------------
 

@@ -127,11 +127,13 @@ async def test_commit_drops_only_delivered_entries_and_tells_whether_the_lease_i
     cid = await open_thread(store, "frank", 3)
     ids = await pending_ids(store, cid)
     assert await claim(store, cid, "w1")
-    assert await store.commit(SLACK, cid, "w1", ids[:2], lease_ms=LEASE_MS, now_ms=now_ms())
+    first = await store.commit(SLACK, cid, "w1", ids[:2], lease_ms=LEASE_MS, now_ms=now_ms())
+    assert first.held and first.pending == len(ids) - 2  # the worker learns what is left
     assert await pending_ids(store, cid) == ids[2:]
     assert (await store.pending_counts())[SLACK] == 2
     # a worker whose lease is gone learns it from commit (and the delivered ids still go)
-    assert not await store.commit(SLACK, cid, "w-other", ids[2:3], lease_ms=LEASE_MS, now_ms=now_ms())
+    other = await store.commit(SLACK, cid, "w-other", ids[2:3], lease_ms=LEASE_MS, now_ms=now_ms())
+    assert not other.held and other.pending == len(ids) - 3
     assert await pending_ids(store, cid) == ids[3:]
 
 

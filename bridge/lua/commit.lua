@@ -4,6 +4,7 @@
 -- retry count alone (they belong to the worker now holding the lease) and learns it from the 0.
 -- KEYS: conv, out, lease, stats, out_reply, ready_reply
 -- ARGV: worker, lease_ms, lane, root_hid|'', root_channel, root_ts, replies ('1'|'0'), now, cid, ids...
+-- Returns {held (1|0), entries still pending in this lane}
 local conv, lane = KEYS[1], ARGV[3]
 local held = redis.call('GET', KEYS[3]) == ARGV[1]
 local ids = {}
@@ -28,8 +29,9 @@ if hid ~= '' then
     end
   end
 end
+local pending = redis.call('XLEN', KEYS[2])
 if held then
   redis.call('PEXPIRE', KEYS[3], ARGV[2])
-  return 1
+  return {1, pending}
 end
-return 0
+return {0, pending}
