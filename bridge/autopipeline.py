@@ -1,23 +1,33 @@
 """Automatic pipelining for the standalone Redis client: every command issued during one event-loop
-iteration, by any coroutine, goes to Redis in ONE write on ONE pooled connection, and the replies are
-read back in order and parsed exactly as redis-py parses them.
+iteration, by any coroutine, goes to Redis in ONE write, on ONE long-lived connection that carries
+batch after batch without waiting for the previous replies, and the replies are read back in order by
+one reader task and parsed exactly as redis-py parses them.
 
 Why: redis-py spends ~100 µs of Python per command (pool lock, a retry wrapper, an asyncio.wait_for task
 per write, a timeout context per read, packing in Python). That was most of the bridge's CPU per webhook,
-and ~700 µs per Slack post (a delivery makes ~7 small calls). A batch pays the fixed part once, and
-hiredis packs the commands in C. Batches form by themselves under load (aiohttp decodes many requests
-per loop iteration, delivery workers run side by side); a lone command is sent on the next iteration
-(call_soon, no timer), so nothing waits for company. Same idea as ioredis' enableAutoPipelining.
+and ~700 µs per Slack post (a delivery makes ~6 small calls). A batch pays the fixed part once, hiredis
+packs the commands in C, and the pipelining connection skips the pool's checks on every use. Batches
+form by themselves under load (aiohttp decodes many requests per loop iteration, delivery workers run
+side by side); a lone command is sent on the next iteration (call_soon, no timer), so nothing waits for
+company. Same idea as ioredis' enableAutoPipelining.
+
+Failures: a batch whose connection broke before its replies came (server restart, idle kill) is sent
+once more on a new connection, as redis-py retries a single command; a batch without replies within
+the deadline fails, and the connection is dropped (its late replies would be misread).
 
 Commands that block a connection (WAIT, BLPOP...) or change its state (SELECT, CLIENT...) keep redis-py's
-own path, as do explicit pipelines and transactions. Cluster mode uses RedisCluster, not this class.
+own path and pool, as do explicit pipelines and transactions. Cluster mode uses RedisCluster instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import math
+from collections import deque
+from collections.abc import Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 import hiredis
@@ -50,17 +60,42 @@ def _is_solo(name: Any) -> bool:
     return solo
 
 
+@dataclass(eq=False)
+class Batch:
+    calls: list[Call]
+    resent: bool = False
+
+    def fail(self, error: BaseException) -> None:
+        for _, _, future in self.calls:
+            if not future.done():
+                future.set_exception(error)
+
+    def answer(self, replies: list[Any]) -> None:
+        for (_, _, future), reply in zip(self.calls, replies, strict=True):
+            if future.done():  # that caller gave up (cancelled); its reply was still read off the wire
+                continue
+            if isinstance(reply, BaseException):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
+
+
 class AutoPipelineRedis(Redis):
     """A redis.asyncio.Redis whose single commands are pipelined with their neighbours.
 
-    `batch_timeout` bounds a whole batch, retry included (connect, write, every reply): callers need
-    no timeout of their own, which would cost a timer per command."""
+    `batch_timeout` bounds the wait for a batch's connection and for its replies: callers need no
+    timeout of their own, which would cost a timer per command."""
 
     def __init__(self, *args: Any, batch_timeout: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.batch_timeout = batch_timeout
         self._queued: list[Call] = []
-        self._batches: set[asyncio.Task[None]] = set()
+        self._connection: Connection | None = None
+        self._unsent: list[Batch] = []  # flushed while (re)connecting
+        self._sent: deque[Batch] = deque()  # written, replies not read yet, oldest first
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._connecting = False
+        self._reader_for: Connection | None = None  # the connection a reader task is serving
 
     @classmethod
     def from_url(cls, url: str, *, batch_timeout: float | None = None, **kwargs: Any) -> AutoPipelineRedis:
@@ -79,61 +114,117 @@ class AutoPipelineRedis(Redis):
         return await future
 
     def _flush(self) -> None:
-        batch, self._queued = self._queued, []
-        task = asyncio.ensure_future(self._send(batch))
-        self._batches.add(task)  # a strong reference until done (the loop keeps only weak ones)
-        task.add_done_callback(self._batches.discard)
+        batch, self._queued = Batch(self._queued), []
+        self._send(batch)
 
-    async def _send(self, batch: list[Call]) -> None:
+    def _send(self, batch: Batch) -> None:
+        connection = self._connection
+        if connection is None or not connection.is_connected:
+            self._unsent.append(batch)
+            if not self._connecting:
+                self._connecting = True
+                self._spawn(self._connect())
+            return
+        packed = self._pack(connection, batch.calls)
+        try:
+            if isinstance(packed, list):
+                connection._writer.writelines(packed)
+            else:
+                connection._writer.write(packed)
+        except (OSError, RuntimeError) as e:  # a transport already closed
+            batch.fail(RedisConnectionError(f"Redis connection lost: {e}"))
+            return
+        self._sent.append(batch)
+        if self._reader_for is not connection:
+            self._reader_for = connection
+            self._spawn(self._read(connection))
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)  # a strong reference until done (the loop keeps only weak ones)
+        task.add_done_callback(self._tasks.discard)
+
+    def _deadline(self, connection: Connection | None = None) -> float | None:
+        return self.batch_timeout or (connection.socket_timeout if connection else None)
+
+    async def _connect(self) -> None:
         try:
             try:
-                async with asyncio.timeout(self.batch_timeout):
+                async with asyncio.timeout(self._deadline()):
                     try:
-                        replies = await self._round_trip(batch)
-                    except RedisConnectionError:
-                        # Typically a pooled connection the server closed (restart, idle timeout): one
-                        # more try on a fresh one, as redis-py's own retry would do for one command.
-                        replies = await self._round_trip(batch)
+                        connection: Connection = await self.connection_pool.get_connection()
+                    except TypeError:  # redis-py < 5.3 wants a command name
+                        connection = await self.connection_pool.get_connection("PING")
             except TimeoutError as e:
-                raise RedisTimeoutError(f"no answer from Redis within {self.batch_timeout}s") from e
-        except BaseException as e:  # every caller of the batch gets the failure
-            for _, _, future in batch:
-                if not future.done():
-                    future.set_exception(e)
+                raise RedisTimeoutError(f"no connection to Redis within {self._deadline()}s") from e
+        except BaseException as e:  # every waiting caller gets the failure
+            unsent, self._unsent = self._unsent, []
+            for batch in unsent:
+                batch.fail(e)
             if isinstance(e, asyncio.CancelledError):
                 raise
             return
-        for (_, _, future), reply in zip(batch, replies, strict=True):
-            if future.done():  # that caller gave up (cancelled); its reply was still read off the wire
-                continue
-            if isinstance(reply, BaseException):
-                future.set_exception(reply)
-            else:
-                future.set_result(reply)
-
-    async def _round_trip(self, batch: list[Call]) -> list[Any]:
-        """Write every command of the batch at once; parse one reply per command, in order (an error
-        reply becomes that command's exception, the others are unaffected)."""
-        pool = self.connection_pool
-        try:
-            connection: Connection = await pool.get_connection()
-        except TypeError:  # redis-py < 5.3 wants a command name
-            connection = await pool.get_connection("PING")
-        complete = False
-        try:
-            await connection.send_packed_command(self._pack(connection, batch))
-            try:
-                # One deadline for the whole batch, not a timeout context per reply.
-                async with asyncio.timeout(connection.socket_timeout):
-                    replies = await self._read_replies(connection, batch)
-            except TimeoutError as e:
-                raise RedisTimeoutError(f"no reply from Redis within {connection.socket_timeout}s") from e
-            complete = True
-            return replies
         finally:
-            if not complete:  # replies may still be on the way: this connection cannot be reused
+            self._connecting = False
+        self._connection = connection
+        unsent, self._unsent = self._unsent, []
+        for batch in unsent:
+            self._send(batch)
+
+    async def _read(self, connection: Connection) -> None:
+        """Replies of every batch sent on `connection`, in order, until none is outstanding."""
+        try:
+            while self._sent:
+                batch = self._sent[0]
+                try:
+                    async with asyncio.timeout(self._deadline(connection)):
+                        replies = await self._read_replies(connection, batch.calls)
+                except TimeoutError as e:
+                    deadline = self._deadline(connection)
+                    raise RedisTimeoutError(f"no reply from Redis within {deadline}s") from e
+                self._sent.popleft()
+                batch.answer(replies)
+        except BaseException as e:
+            await self._lost(connection, e)
+            if isinstance(e, asyncio.CancelledError):
+                raise
+        finally:
+            if self._reader_for is connection:
+                self._reader_for = None
+
+    async def _lost(self, connection: Connection, error: BaseException) -> None:
+        """The connection cannot be trusted any more: drop it, and send what was waiting on it once
+        more on a new one (a broken connection) or fail it (a timeout, or a second failure)."""
+        if self._connection is connection:
+            self._connection = None
+        if self._reader_for is connection:
+            self._reader_for = None
+        sent, self._sent = list(self._sent), deque()
+        with contextlib.suppress(Exception):
+            await connection.disconnect()
+            await self.connection_pool.release(connection)
+        retry = isinstance(error, RedisConnectionError) and not isinstance(error, RedisTimeoutError)
+        for batch in sent:
+            if retry and not batch.resent:
+                batch.resent = True
+                self._send(batch)
+            else:
+                batch.fail(error)
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        closed = RedisConnectionError("Redis client closed")
+        for batch in [*self._unsent, *self._sent, Batch(self._queued)]:
+            batch.fail(closed)
+        self._unsent, self._sent, self._queued = [], deque(), []
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            with contextlib.suppress(Exception):
                 await connection.disconnect()
-            await pool.release(connection)
+                await self.connection_pool.release(connection)
+        await super().aclose(close_connection_pool)
 
     async def _read_replies(self, connection: Connection, batch: list[Call]) -> list[Any]:
         """One reply per command, in order; an error reply becomes that command's exception."""

@@ -449,7 +449,8 @@ class Deliverer:
                 await asyncio.sleep(min(s.poll_interval_s, 1.0))
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), timeout=max(next_sweep - loop_time, 0.01))
+                async with asyncio.timeout(max(next_sweep - loop_time, 0.01)):  # (wait_for costs a task)
+                    await event.wait()
 
     async def _run(self, lane: Lane, cid: str) -> None:
         due: int | None = None

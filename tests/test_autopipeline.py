@@ -4,6 +4,9 @@ for many, same answers as redis-py, errors kept per command, and it recovers lik
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,6 +14,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bridge.app import redis_client
 from bridge.autopipeline import AutoPipelineRedis
@@ -105,3 +109,64 @@ async def test_every_caller_gets_the_error_while_redis_is_down(tmp_path: Path) -
     finally:
         await redis.aclose()
         await server.stop()
+
+
+async def test_batches_follow_each_other_on_one_connection_without_waiting_for_replies(
+    client: AutoPipelineRedis, redis_url: str
+) -> None:
+    observer = Redis.from_url(redis_url)
+    await observer.ping()
+    baseline = int((await observer.info("clients"))["connected_clients"])
+    pending = []
+    for i in range(20):  # a new batch every loop iteration, while earlier ones are still unanswered
+        pending.append(asyncio.ensure_future(client.incr("n")))
+        pending.append(asyncio.ensure_future(client.rpush("order", i)))
+        await asyncio.sleep(0)
+    results = await asyncio.gather(*pending)
+    clients = int((await observer.info("clients"))["connected_clients"])
+    order = await observer.lrange("order", 0, -1)
+    await observer.aclose()
+    assert sorted(results[0::2]) == list(range(1, 21))
+    assert order == [str(i).encode() for i in range(20)]  # one connection keeps them in order
+    assert clients - baseline <= 1, clients - baseline
+
+
+async def test_a_stalled_server_fails_callers_within_the_deadline_and_the_client_recovers(
+    tmp_path: Path,
+) -> None:
+    server = EmbeddedValkey(tmp_path / "valkey")
+    url = await server.start()
+    redis = AutoPipelineRedis.from_url(url, batch_timeout=0.3)
+    try:
+        assert await redis.set("a", "1") is True
+        assert server.pid is not None
+        os.kill(server.pid, signal.SIGSTOP)  # alive but silent, as during a long fork or a network stall
+        try:
+            started = time.monotonic()
+            results = await asyncio.gather(redis.get("a"), redis.incr("b"), return_exceptions=True)
+            waited = time.monotonic() - started
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+        assert all(isinstance(r, RedisTimeoutError) for r in results), results
+        assert waited < 1.5, waited
+        # The stalled connection was dropped: its late replies cannot be taken for new commands' ones.
+        # (The timed-out commands may still have run, as with any client: the INCR did reach Redis.)
+        assert await asyncio.gather(redis.get("a"), redis.set("c", "x"), redis.get("c")) == [b"1", True, b"x"]
+    finally:
+        await redis.aclose()
+        await server.stop()
+
+
+async def test_a_caller_cancelled_mid_flight_does_not_shift_the_replies_of_others(
+    client: AutoPipelineRedis,
+) -> None:
+    await client.set("k", "v")
+    doomed = asyncio.ensure_future(client.get("k"))
+    await asyncio.sleep(0)  # queued and about to be written
+    doomed.cancel()
+    assert await asyncio.gather(client.get("k"), client.set("k2", "w"), client.get("k2")) == [
+        b"v",
+        True,
+        b"w",
+    ]
+    assert doomed.cancelled()
