@@ -159,6 +159,11 @@ def _script_source(name: str) -> str:
     return (lua / "lib.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
 
 
+@functools.lru_cache(maxsize=16384)  # every webhook and delivery step asks again for the same few
+def _keys(partitions: int, cid: str) -> Keys:
+    return Keys(zlib.crc32(cid.encode()) % partitions, cid)
+
+
 def thread_field(hid: str) -> str:
     """The conversation hash field holding "<channel> <ts>" of handover `hid`'s root message."""
     return f"t:{hid}"
@@ -256,10 +261,10 @@ class Store:
     # -- layout ------------------------------------------------------------------------------------
 
     def partition_of(self, cid: str) -> int:
-        return zlib.crc32(cid.encode()) % self.partitions
+        return _keys(self.partitions, cid).partition
 
     def keys(self, cid: str) -> Keys:
-        return Keys(self.partition_of(cid), cid)
+        return _keys(self.partitions, cid)
 
     def partition_keys(self, partition: int) -> Keys:
         """Keys of a partition as a whole (work queues, dead letters, stats)."""
