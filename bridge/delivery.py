@@ -66,6 +66,15 @@ def lease_lost(lane: str, cid: str, entry: str) -> Retry:
     return Retry(now_ms())
 
 
+class HandedBack:
+    """See Lane.deliver: a drained conversation whose lease the last commit released (one Redis
+    call per delivery saved)."""
+
+
+HANDED_BACK = HandedBack()
+Pending = int | HandedBack | None  # what a commit left: entries pending, or handed back; None: no post
+
+
 class Lane:
     """Delivers one conversation's entries for one destination."""
 
@@ -73,8 +82,9 @@ class Lane:
     # Set on shutdown: a post in flight finishes and is committed, nothing new starts.
     stopping: bool = False
 
-    async def deliver(self, cid: str, worker: str) -> int | None:
-        """Deliver what is pending; None when the outbox is empty, else when to come back (ms)."""
+    async def deliver(self, cid: str, worker: str) -> int | HandedBack | None:
+        """Deliver what is pending; None when the outbox is empty, HANDED_BACK when it is and the
+        last commit already released the conversation, else when to come back (ms)."""
         raise NotImplementedError
 
     def hand_back_if_stopping(self) -> None:
@@ -120,7 +130,7 @@ class SlackLane(Lane):
         self.ctx = ctx
         self.slack = slack
 
-    async def deliver(self, cid: str, worker: str) -> int | None:
+    async def deliver(self, cid: str, worker: str) -> int | HandedBack | None:
         store = self.ctx.store
         while True:
             self.hand_back_if_stopping()
@@ -152,8 +162,8 @@ class SlackLane(Lane):
             except SlackFailure as e:
                 await self._failed(cid, head, channel, e)
                 continue
-            if pending == 0:  # nothing left: no need to read the outbox again
-                return None
+            if pending is HANDED_BACK:  # nothing left, and the commit released the lease
+                return HANDED_BACK
 
     async def _failed(self, cid: str, head: OutboxEntry, channel: str, e: SlackFailure) -> None:
         if e.retry_after_s is not None:
@@ -166,29 +176,37 @@ class SlackLane(Lane):
             return
         raise await self.ctx.retry_later(SLACK, cid, e.reason)
 
-    async def _wait_for_token(self, channel: str) -> bool:
-        """Take a posting token for `channel`; False when a short wait was slept through (re-read
-        the outbox then: more lines may have arrived to coalesce into the next post)."""
+    async def _begin_post(self, cid: str, worker: str, channel: str, first: str, last: str) -> bool:
+        """Take a posting token for `channel` and mark the post in flight, both in one round trip
+        (they live in different cluster slots, so not in one script). False when a short wait for
+        the token was slept through instead: re-read the outbox then, more lines may have arrived
+        to coalesce into the next post."""
         s = self.ctx.settings()
-        wait = await self.ctx.store.take_token(channel, now_ms(), s.posts_per_second, s.burst)
+        wait, marked = await asyncio.gather(
+            self.ctx.store.take_token(channel, now_ms(), s.posts_per_second, s.burst),
+            self._mark_inflight(cid, worker, first, last),
+        )
+        if not marked:
+            raise lease_lost(SLACK, cid, first)
         if wait <= 0:
             return True
+        # No post under this marker after all: left behind, it would cost a Slack lookup next time.
+        await self.ctx.store.mark_inflight(SLACK, cid, worker, "", lease_ms=self.ctx.lease_ms())
         if wait > MAX_HELD_WAIT_MS:
             raise Retry(now_ms() + wait)
         await asyncio.sleep(wait / 1000)
         return False
 
-    # Each poster returns how many entries remain after its commit (None: it did not post).
+    # Each poster returns what its commit left: how many entries, or HANDED_BACK (None: no post).
 
-    async def _post_root(self, cid: str, worker: str, head: OutboxEntry, channel: str) -> int | None:
-        if not await self._wait_for_token(channel):
+    async def _post_root(self, cid: str, worker: str, head: OutboxEntry, channel: str) -> Pending:
+        if not await self._begin_post(cid, worker, channel, head.id, head.id):
             return None
         text, blocks = slack_format.root_message(head.data)
-        await self._mark_inflight(cid, worker, head.id, head.id)
         ts = await self.slack.post(channel, text, blocks=blocks, marker=self._marker(cid, head.id, head.id))
         return await self._root_posted(cid, worker, head, channel, ts)
 
-    async def _root_posted(self, cid: str, worker: str, head: OutboxEntry, channel: str, ts: str) -> int:
+    async def _root_posted(self, cid: str, worker: str, head: OutboxEntry, channel: str, ts: str) -> Pending:
         await self.ctx.store.map_thread(channel, ts, cid)
         self._observe([head])
         log.info("handover_thread_opened", cid=cid, channel=channel, thread_ts=ts, hid=head.hid)
@@ -196,17 +214,16 @@ class SlackLane(Lane):
             cid, worker, [head.id], root=(head.hid, channel, ts), replies=self.ctx.replies_enabled
         )
 
-    async def _update_root(self, cid: str, worker: str, head: OutboxEntry, channel: str, ts: str) -> int:
+    async def _update_root(self, cid: str, worker: str, head: OutboxEntry, channel: str, ts: str) -> Pending:
         text, blocks = slack_format.root_message(head.data)
-        await self._mark_inflight(cid, worker, head.id, head.id)  # lease check: updates stay in order
+        if not await self._mark_inflight(cid, worker, head.id, head.id):  # updates stay in order too
+            raise lease_lost(SLACK, cid, head.id)
         await self.slack.update(channel, ts, text, blocks)
         return await self._commit(cid, worker, [head.id])
 
     async def _post_lines(
         self, cid: str, worker: str, entries: list[OutboxEntry], channel: str, thread_ts: str
-    ) -> int | None:
-        if not await self._wait_for_token(channel):
-            return None
+    ) -> Pending:
         head = entries[0]
         run = []
         for entry in entries:
@@ -217,27 +234,28 @@ class SlackLane(Lane):
             [(e.id, self._text(e)) for e in run], self.ctx.settings().max_message_chars
         )[0]
         first, last = chunk.ids[0], chunk.ids[-1]
-        await self._mark_inflight(cid, worker, first, last)
+        if not await self._begin_post(cid, worker, channel, first, last):
+            return None
         await self.slack.post(channel, chunk.text, thread_ts=thread_ts, marker=self._marker(cid, first, last))
         self._observe(run[: len(chunk.ids)])
         return await self._commit(cid, worker, chunk.ids)
 
-    async def _mark_inflight(self, cid: str, worker: str, first: str, last: str) -> None:
-        """Note the post about to start (renewing the lease), or give up the conversation when the
-        lease has passed to another worker: posting now could duplicate or reorder its thread."""
+    async def _mark_inflight(self, cid: str, worker: str, first: str, last: str) -> bool:
+        """Note the post about to start (renewing the lease); False when the lease has passed to
+        another worker: the caller must give the conversation up, posting now could duplicate or
+        reorder its thread."""
         marker = f"{first} {last} {now_ms()}"
-        if not await self.ctx.store.mark_inflight(SLACK, cid, worker, marker, lease_ms=self.ctx.lease_ms()):
-            raise lease_lost(SLACK, cid, first)
+        return await self.ctx.store.mark_inflight(SLACK, cid, worker, marker, lease_ms=self.ctx.lease_ms())
 
-    async def _commit(self, cid: str, worker: str, ids: Sequence[str], **root: Any) -> int:
-        """Drop what Slack accepted (returns how many entries remain); stop here when the lease
-        turned out to be gone meanwhile."""
+    async def _commit(self, cid: str, worker: str, ids: Sequence[str], **root: Any) -> Pending:
+        """Drop what Slack accepted, handing the conversation back when nothing is left; stop here
+        when the lease turned out to be gone meanwhile."""
         commit = await self.ctx.store.commit(
-            SLACK, cid, worker, ids, lease_ms=self.ctx.lease_ms(), now_ms=now_ms(), **root
+            SLACK, cid, worker, ids, lease_ms=self.ctx.lease_ms(), now_ms=now_ms(), release=True, **root
         )
         if not commit.held:
             raise lease_lost(SLACK, cid, ids[-1])
-        return commit.pending
+        return HANDED_BACK if commit.released else commit.pending
 
     @staticmethod
     def _marker(cid: str, first: str, last: str) -> dict[str, str]:
@@ -307,7 +325,7 @@ class ReplyLane(Lane):
         self.sender = sender
         self.slack = slack
 
-    async def deliver(self, cid: str, worker: str) -> int | None:
+    async def deliver(self, cid: str, worker: str) -> int | HandedBack | None:
         store = self.ctx.store
         while True:
             self.hand_back_if_stopping()
@@ -336,11 +354,13 @@ class ReplyLane(Lane):
                 raise await self.ctx.retry_later(REPLY, cid, e.reason) from e
             self.ctx.metrics.reply_requests.labels(kind, "ok").inc()
             log.info("reply_delivered", cid=cid, type=kind, thread_ts=body.get("thread_ts"))
-            commit = await store.commit(REPLY, cid, worker, [head.id], lease_ms=lease_ms, now_ms=now_ms())
+            commit = await store.commit(
+                REPLY, cid, worker, [head.id], lease_ms=lease_ms, now_ms=now_ms(), release=True
+            )
             if not commit.held:
                 raise lease_lost(REPLY, cid, head.id)
-            if commit.pending == 0:
-                return None
+            if commit.released:
+                return HANDED_BACK
 
     async def _name(self, user_id: str) -> str | None:
         if not user_id:
@@ -453,7 +473,7 @@ class Deliverer:
                     await event.wait()
 
     async def _run(self, lane: Lane, cid: str) -> None:
-        due: int | None = None
+        due: int | HandedBack | None = None
         try:
             due = await lane.deliver(cid, self.worker)
         except Retry as r:
@@ -470,7 +490,10 @@ class Deliverer:
             due = now_ms() + 5000
         finally:
             self._active[lane.name].pop(cid, None)
-            await self._release(lane.name, cid, due)
+            if due is HANDED_BACK:
+                self._events[lane.name].set()  # a worker is free
+            else:
+                await self._release(lane.name, cid, due)
 
     async def _release(self, lane: str, cid: str, due: int | None) -> None:
         """Hand the conversation back, shielded from cancellation so a lease is never left behind."""

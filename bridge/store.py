@@ -175,6 +175,10 @@ def thread_in(conv: dict[str, str], hid: str) -> tuple[str, str] | None:
     return (channel, ts) if ts else None
 
 
+def _flag(value: bool) -> str:
+    return "1" if value else "0"
+
+
 def _pairs(flat: list[Any]) -> dict[str, str]:
     """A flat [field, value, ...] reply (HGETALL or a stream entry, through Lua) as a dict."""
     it = iter(flat)
@@ -212,10 +216,11 @@ class OutboxEntry:
 @dataclass(frozen=True, slots=True)
 class Commit:
     """`held`: the lease was still ours (False: stop, another worker has the conversation).
-    `pending`: entries left in the lane, so a worker with none left skips reading the outbox again."""
+    `pending`: entries left in the lane. `released`: none were, and the conversation was handed back."""
 
     held: bool
     pending: int
+    released: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,7 +338,7 @@ class Store:
             user_id,
             lang,
             platform,
-            "" if muted is None else ("1" if muted else "0"),
+            "" if muted is None else _flag(muted),
             orjson.dumps(entry) if entry is not None else "",
             orjson.dumps(header) if header is not None else "",
             shown_on_open,
@@ -439,16 +444,30 @@ class Store:
         now_ms: int,
         root: tuple[str, str, str] | None = None,
         replies: bool = False,
+        release: bool = False,
     ) -> Commit:
-        """Drop delivered entries; `root` = (hid, channel, ts) of a root message that was just posted."""
+        """Drop delivered entries; `root` = (hid, channel, ts) of a root message that was just posted;
+        `release`: hand the conversation back too if nothing is left (saves release()'s call)."""
         k = self.keys(cid)
         hid, channel, ts = root or ("", "", "")
-        held, pending = await self._eval(
+        held, pending, released = await self._eval(
             "commit",
-            [k.conv, k.out(lane), k.lease(lane), k.stats, k.out(REPLY), k.ready(REPLY)],
-            [worker, lease_ms, lane, hid, channel, ts, "1" if replies else "0", now_ms, cid, *ids],
+            [k.conv, k.out(lane), k.lease(lane), k.stats, k.out(REPLY), k.ready(REPLY), k.ready(lane)],
+            [
+                worker,
+                lease_ms,
+                lane,
+                hid,
+                channel,
+                ts,
+                _flag(replies),
+                now_ms,
+                cid,
+                _flag(release),
+                *ids,
+            ],
         )
-        return Commit(bool(held), int(pending))
+        return Commit(bool(held), int(pending), bool(released))
 
     async def release(self, lane: str, cid: str, worker: str, due_ms: int) -> bool:
         """Hand the conversation back; returns True when entries remain (due again at `due_ms`)."""
@@ -516,7 +535,7 @@ class Store:
                 agent_id,
                 orjson.dumps(message),
                 dedupe_ms,
-                "1" if claim_on_reply else "0",
+                _flag(claim_on_reply),
             ],
         )
         return int(status), int(first_after)
@@ -529,7 +548,7 @@ class Store:
             await self._eval(
                 "claim_handover",
                 k.handover_keys(),
-                [now_ms, cid, thread_ts, agent_id, agent_name, "1" if replies else "0"],
+                [now_ms, cid, thread_ts, agent_id, agent_name, _flag(replies)],
             )
         )
 
@@ -556,7 +575,7 @@ class Store:
                     thread_ts,
                     agent_id,
                     agent_name,
-                    "1" if replies else "0",
+                    _flag(replies),
                     reason,
                     idle_before_ms,
                 ],

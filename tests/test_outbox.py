@@ -16,7 +16,7 @@ import pytest
 from redis.asyncio import Redis
 
 from bridge.config import DeliverySection, FileConfig
-from bridge.delivery import DeliveryContext, Retry, SlackLane
+from bridge.delivery import HANDED_BACK, DeliveryContext, Retry, SlackLane
 from bridge.events import parse_event
 from bridge.handover import Handover
 from bridge.metrics import Metrics
@@ -345,7 +345,28 @@ async def test_a_lookup_that_can_never_answer_does_not_dead_letter_the_entry(
     assert await claim(store, cid, "w1")
     await store.mark_inflight(SLACK, cid, "w1", f"{first} {first} {now_ms()}", lease_ms=LEASE_MS)
     fake_slack.fail_with_status(200, methods=["conversations.replies"], error="missing_scope")
-    assert await lane.deliver(cid, "w1") is None
+    assert await lane.deliver(cid, "w1") is HANDED_BACK  # posted, drained, lease released by the commit
+    keys = store.keys(cid)
+    assert await store.redis.exists(keys.lease(SLACK)) == 0
+    assert await store.redis.zscore(keys.ready(SLACK), cid) is None
     assert await store.dead_letters() == []
     (post,) = fake_slack.posts(CHANNEL)
     assert "m-000" in post.text and "m-001" in post.text
+
+
+async def test_a_post_that_must_wait_for_its_token_leaves_no_inflight_marker(
+    store: Store, lane: SlackLane, fake_slack: FakeSlack
+) -> None:
+    """The token and the in-flight marker are taken in one round trip; when the token is refused,
+    the marker goes again, or the next attempt would ask Slack (a rate-limited lookup) for nothing."""
+    cid = await thread_opened(store, "otto", 2)
+    assert await claim(store, cid, "w1")
+    while await store.take_token(CHANNEL, now_ms(), 100, 100) <= 0:  # spend the whole burst
+        pass
+    drained = DeliveryContext(store, Metrics(), lambda: DeliverySection(posts_per_second=0.1, burst=1), False)
+    with pytest.raises(Retry):  # the next token is ~10 s away: the conversation is handed back
+        await SlackLane(drained, lane.slack).deliver(cid, "w1")
+    conv = await store.redis.hgetall(store.keys(cid).conv)
+    assert b"inflight:slack" not in conv
+    assert fake_slack.calls_to("chat.postMessage") == []
+    assert len(await pending_ids(store, cid)) == 2

@@ -2,13 +2,16 @@
 -- in-flight marker and the retry count, record where a new root landed, renew the lease.
 -- A worker whose lease expired meanwhile still drops what it delivered, but leaves the marker and
 -- retry count alone (they belong to the worker now holding the lease) and learns it from the 0.
--- KEYS: conv, out, lease, stats, out_reply, ready_reply
--- ARGV: worker, lease_ms, lane, root_hid|'', root_channel, root_ts, replies ('1'|'0'), now, cid, ids...
--- Returns {held (1|0), entries still pending in this lane}
+-- With release = '1', a worker whose lease holds and whose outbox is now empty also hands the
+-- conversation back, as release.lua would (atomic with record.lua's append: no wake-up is lost).
+-- KEYS: conv, out, lease, stats, out_reply, ready_reply, ready
+-- ARGV: worker, lease_ms, lane, root_hid|'', root_channel, root_ts, replies ('1'|'0'), now, cid,
+--       release ('1'|'0'), ids...
+-- Returns {held (1|0), entries still pending in this lane, released (1|0)}
 local conv, lane = KEYS[1], ARGV[3]
 local held = redis.call('GET', KEYS[3]) == ARGV[1]
 local ids = {}
-for i = 10, #ARGV do ids[#ids + 1] = ARGV[i] end
+for i = 11, #ARGV do ids[#ids + 1] = ARGV[i] end
 if #ids > 0 then
   local removed = redis.call('XDEL', KEYS[2], unpack(ids))
   redis.call('HINCRBY', KEYS[4], lane, -removed)
@@ -30,8 +33,11 @@ if hid ~= '' then
   end
 end
 local pending = redis.call('XLEN', KEYS[2])
-if held then
-  redis.call('PEXPIRE', KEYS[3], ARGV[2])
-  return {1, pending}
+if not held then return {0, pending, 0} end
+if pending == 0 and ARGV[10] == '1' then
+  redis.call('DEL', KEYS[3], KEYS[2])
+  redis.call('ZREM', KEYS[7], ARGV[9])
+  return {1, 0, 1}
 end
-return {0, pending}
+redis.call('PEXPIRE', KEYS[3], ARGV[2])
+return {1, pending, 0}
