@@ -14,22 +14,27 @@ if tonumber(ARGV[2]) > 0 and not redis.call('SET', dedupe, '1', 'NX', 'PX', ARGV
   return {0, 0, 0, 0}
 end
 
-redis.call('HSET', conv, 'skill_id', ARGV[6], 'client_id', ARGV[7], 'last_seen', now)
-if ARGV[8] ~= '' then redis.call('HSET', conv, 'user_id', ARGV[8]) end
-if ARGV[9] ~= '' then redis.call('HSET', conv, 'lang', ARGV[9]) end
-if ARGV[10] ~= '' then redis.call('HSET', conv, 'platform', ARGV[10]) end
-if ARGV[11] ~= '' then redis.call('HSET', conv, 'muted', ARGV[11]) end
+-- One HSET for every field this event knows (each command is also an AOF record).
+local fields = {'skill_id', ARGV[6], 'client_id', ARGV[7], 'last_seen', now}
+for i, name in ipairs({'user_id', 'lang', 'platform', 'muted'}) do
+  if ARGV[7 + i] ~= '' then
+    fields[#fields + 1] = name
+    fields[#fields + 1] = ARGV[7 + i]
+  end
+end
+redis.call('HSET', conv, unpack(fields))
 
 local entry = ARGV[12]
 if entry ~= '' then
-  redis.call('RPUSH', hist, entry)
-  redis.call('LTRIM', hist, -tonumber(ARGV[3]), -1)
+  local keep = tonumber(ARGV[3])
+  if redis.call('RPUSH', hist, entry) > keep then redis.call('LTRIM', hist, -keep, -1) end
   redis.call('PEXPIRE', hist, ARGV[4])
 end
 redis.call('PEXPIRE', conv, ARGV[4])
 
-local state = redis.call('HGET', conv, 'state')
-local hid = tonumber(redis.call('HGET', conv, 'hid') or '0')
+local current = redis.call('HMGET', conv, 'state', 'hid')
+local state = current[1]
+local hid = tonumber(current[2] or '0')
 local queued, opened = 0, 0
 if state == 'open' or state == 'claimed' then
   redis.call('ZADD', open, now, cid)
