@@ -3,7 +3,7 @@ steals the bridge's event loop; plus two bench-only routes:
 
   GET  /bench/stats   posts, roots, and "webhook sent → visible in Slack" delays (seconds) measured from
                       `sent=<epoch seconds>` stamps that load generators put in the user's text
-  POST /bench/reset   forget delays (messages stay)
+  POST /bench/reset   forget delays (and every message too with ?messages=1)
 
 Run: python -m bench.fake_slack_server --port 9000   (prints "ready <port>" once listening)
 """
@@ -77,6 +77,9 @@ class BenchSlack(FakeSlack):
     async def _reset_delays(self, request: web.Request) -> web.Response:
         self.delays_s = []
         self.calls.clear()
+        if request.query.get("messages") == "1":
+            self.channels.clear()
+            self._by_ts.clear()
         return web.json_response({"ok": True})
 
 
