@@ -417,3 +417,33 @@ def test_cluster_cleans_up_after_failed_start(tmp_path: Path) -> None:
     with pytest.raises(EmbeddedValkeyError):
         asyncio.run(broken.start(timeout_s=10))
     assert broken.nodes and not any(node.running for node in broken.nodes.values())
+
+
+async def test_bench_slack_fast_post_path_answers_like_the_fake_and_measures_delays() -> None:
+    from bench.fake_slack_server import BenchSlack, stamp
+
+    fake = BenchSlack()
+    await fake.start(0)
+    try:
+        client = AsyncWebClient(token=DEFAULT_TOKEN, base_url=fake.url)
+        root = await client.chat_postMessage(channel="C1", text="root")
+        reply = await client.chat_postMessage(
+            channel="C1", text=f"line {stamp(time.time() - 0.25)}", thread_ts=root["ts"]
+        )
+        assert reply["ok"] and reply["ts"] > root["ts"]
+        messages = fake.messages("C1")
+        assert [m.text for m in messages] == ["root", reply["message"]["text"]]
+        assert messages[1].thread_ts == root["ts"]
+        with pytest.raises(SlackApiError) as refused:
+            await AsyncWebClient(token="xoxb-wrong", base_url=fake.url).chat_postMessage(
+                channel="C1", text="x"
+            )
+        assert refused.value.response["error"] == "invalid_auth"
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{fake.base_url}/bench/stats") as response:
+                stats = await response.json()
+        assert stats["posts"] == 2 and stats["roots"] == 1
+        (delay,) = stats["delays_s"]
+        assert 0.25 <= delay < 5
+    finally:
+        await fake.stop()
