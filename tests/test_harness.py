@@ -434,14 +434,12 @@ async def test_bench_slack_fast_post_path_answers_like_the_fake_and_measures_del
         messages = fake.messages("C1")
         assert [m.text for m in messages] == ["root", reply["message"]["text"]]
         assert messages[1].thread_ts == root["ts"]
+        intruder = AsyncWebClient(token="xoxb-wrong", base_url=fake.url)
         with pytest.raises(SlackApiError) as refused:
-            await AsyncWebClient(token="xoxb-wrong", base_url=fake.url).chat_postMessage(
-                channel="C1", text="x"
-            )
+            await intruder.chat_postMessage(channel="C1", text="x")
         assert refused.value.response["error"] == "invalid_auth"
-        async with aiohttp.ClientSession() as session:
-            async with session.get(f"{fake.base_url}/bench/stats") as response:
-                stats = await response.json()
+        async with aiohttp.ClientSession() as session, session.get(f"{fake.base_url}/bench/stats") as answer:
+            stats = await answer.json()
         assert stats["posts"] == 2 and stats["roots"] == 1
         (delay,) = stats["delays_s"]
         assert 0.25 <= delay < 5
