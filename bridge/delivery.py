@@ -27,7 +27,7 @@ from .config import DeliverySection
 from .metrics import Metrics
 from .replies import ReplyError, ReplySender
 from .slack_api import SlackApi, SlackFailure
-from .store import REPLY, SLACK, STORE_ERRORS, OutboxEntry, Store, stream_id_key, thread_in
+from .store import REPLY, SLACK, STORE_ERRORS, Fetched, OutboxEntry, Store, stream_id_key, thread_in
 
 log = structlog.get_logger("bridge.delivery")
 
@@ -79,13 +79,19 @@ class Lane:
     """Delivers one conversation's entries for one destination."""
 
     name: str
+    fetch_limit: int  # entries read at once
     # Set on shutdown: a post in flight finishes and is committed, nothing new starts.
     stopping: bool = False
 
-    async def deliver(self, cid: str, worker: str) -> int | HandedBack | None:
-        """Deliver what is pending; None when the outbox is empty, HANDED_BACK when it is and the
-        last commit already released the conversation, else when to come back (ms)."""
+    async def deliver(self, cid: str, worker: str, fetched: Fetched | None = None) -> int | HandedBack | None:
+        """Deliver what is pending (starting from `fetched`, when the claim read it already); None
+        when the outbox is empty, HANDED_BACK when it is and the last commit already released the
+        conversation, else when to come back (ms)."""
         raise NotImplementedError
+
+    async def _fetch(self, store: Store, cid: str, fetched: Fetched | None) -> Fetched:
+        self.hand_back_if_stopping()
+        return fetched if fetched is not None else await store.fetch(self.name, cid, self.fetch_limit)
 
     def hand_back_if_stopping(self) -> None:
         if self.stopping:
@@ -125,16 +131,17 @@ class SlackLane(Lane):
     """Root messages, history and live lines, notes and root updates, posted in stream order."""
 
     name = SLACK
+    fetch_limit = FETCH_LIMIT
 
     def __init__(self, ctx: DeliveryContext, slack: SlackApi) -> None:
         self.ctx = ctx
         self.slack = slack
 
-    async def deliver(self, cid: str, worker: str) -> int | HandedBack | None:
+    async def deliver(self, cid: str, worker: str, fetched: Fetched | None = None) -> int | HandedBack | None:
         store = self.ctx.store
         while True:
-            self.hand_back_if_stopping()
-            conv, entries = await store.fetch(SLACK, cid, FETCH_LIMIT)
+            conv, entries = await self._fetch(store, cid, fetched)
+            fetched = None
             if not entries:
                 return None
             head = entries[0]
@@ -319,17 +326,18 @@ class ReplyLane(Lane):
     """Agent replies and lifecycle notifications to the owner's endpoint, one POST per entry, in order."""
 
     name = REPLY
+    fetch_limit = 20
 
     def __init__(self, ctx: DeliveryContext, sender: ReplySender, slack: SlackApi) -> None:
         self.ctx = ctx
         self.sender = sender
         self.slack = slack
 
-    async def deliver(self, cid: str, worker: str) -> int | HandedBack | None:
+    async def deliver(self, cid: str, worker: str, fetched: Fetched | None = None) -> int | HandedBack | None:
         store = self.ctx.store
         while True:
-            self.hand_back_if_stopping()
-            _, entries = await store.fetch(REPLY, cid, 20)
+            _, entries = await self._fetch(store, cid, fetched)
+            fetched = None
             if not entries:
                 return None
             head = entries[0]
@@ -453,16 +461,22 @@ class Deliverer:
                             self._wakes[lane.name].add(partition)
                         continue
                     claimed = await self.store.claim_due(
-                        lane.name, partition, self.worker, now_ms(), int(s.lease_s * 1000), free
+                        lane.name,
+                        partition,
+                        self.worker,
+                        now_ms(),
+                        int(s.lease_s * 1000),
+                        free,
+                        fetch_limit=lane.fetch_limit,
                     )
                     if len(claimed) >= free:  # maybe more due there than there were free workers
                         self._wakes[lane.name].add(partition)
-                    for cid in claimed:
+                    for cid, fetched in claimed.items():
                         # Our own lease ran out while a post of ours was slow, and we took it again:
                         # the running task keeps the conversation (every worker here shares one id,
                         # so a second task would pass every lease check beside the first).
                         if cid not in active:
-                            active[cid] = asyncio.create_task(self._run(lane, cid))
+                            active[cid] = asyncio.create_task(self._run(lane, cid, fetched))
             except STORE_ERRORS as e:  # the dispatcher must outlive a failover
                 self.metrics.redis_errors.labels("claim").inc()
                 log.warning("claim_failed", lane=lane.name, error=type(e).__name__)
@@ -472,10 +486,10 @@ class Deliverer:
                 async with asyncio.timeout(max(next_sweep - loop_time, 0.01)):  # (wait_for costs a task)
                     await event.wait()
 
-    async def _run(self, lane: Lane, cid: str) -> None:
+    async def _run(self, lane: Lane, cid: str, fetched: Fetched | None = None) -> None:
         due: int | HandedBack | None = None
         try:
-            due = await lane.deliver(cid, self.worker)
+            due = await lane.deliver(cid, self.worker, fetched)
         except Retry as r:
             due = r.due_ms
         except STORE_ERRORS as e:

@@ -90,20 +90,27 @@ class Keys:
 
     @property
     def conv(self) -> str:
-        return f"{self.tag}conv:{self.cid}"
+        return f"{self.conv_prefix}{self.cid}"
 
     @property
     def hist(self) -> str:
         return f"{self.tag}hist:{self.cid}"
 
     def out(self, lane: str) -> str:
-        return f"{self.tag}out:{lane}:{self.cid}"
+        return f"{self.out_prefix(lane)}{self.cid}"
 
     def ready(self, lane: str) -> str:
         return f"{self.tag}ready:{lane}"
 
     def lease(self, lane: str) -> str:
-        return f"{self.tag}lease:{lane}:{self.cid}"
+        return f"{self.lease_prefix(lane)}{self.cid}"
+
+    @property
+    def conv_prefix(self) -> str:
+        return f"{self.tag}conv:"
+
+    def out_prefix(self, lane: str) -> str:
+        return f"{self.tag}out:{lane}:"
 
     def lease_prefix(self, lane: str) -> str:
         return f"{self.tag}lease:{lane}:"
@@ -173,6 +180,27 @@ def thread_in(conv: dict[str, str], hid: str) -> tuple[str, str] | None:
     """(channel, ts) of the root posted for handover `hid`, read from a fetched conversation hash."""
     channel, _, ts = conv.get(thread_field(hid), "").partition(" ")
     return (channel, ts) if ts else None
+
+
+Fetched = tuple[dict[str, str], list["OutboxEntry"]]  # a conversation hash and its oldest pending entries
+
+
+def _fetched(conv_flat: list[Any], raw_entries: list[Any]) -> Fetched:
+    """fetch.lua's reply (claim_due.lua's too): a flat HGETALL and an XRANGE, parsed."""
+    entries = []
+    for entry_id, fields in raw_entries:
+        f = _pairs(fields)
+        entries.append(
+            OutboxEntry(
+                id=_text(entry_id),
+                kind=f.get("k", ""),
+                hid=f.get("h", "0"),
+                data=orjson.loads(f["e"]) if f.get("e") else {},
+                received_ms=int(f.get("t") or 0),
+                after_claim=f.get("c") == "1",
+            )
+        )
+    return _pairs(conv_flat), entries
 
 
 def _flag(value: bool) -> str:
@@ -395,33 +423,41 @@ class Store:
     # -- delivery ------------------------------------------------------------------------------------
 
     async def claim_due(
-        self, lane: str, partition: int, worker: str, now_ms: int, lease_ms: int, limit: int
-    ) -> list[str]:
+        self,
+        lane: str,
+        partition: int,
+        worker: str,
+        now_ms: int,
+        lease_ms: int,
+        limit: int,
+        *,
+        fetch_limit: int = 0,
+    ) -> dict[str, Fetched | None]:
+        """Lease up to `limit` due conversations; with `fetch_limit`, each comes with what fetch()
+        would return for it (one round trip instead of one more per conversation)."""
         p = self.partition_keys(partition)
         taken = await self._eval(
-            "claim_due", [p.ready(lane)], [now_ms, worker, lease_ms, limit, p.lease_prefix(lane)]
+            "claim_due",
+            [p.ready(lane)],
+            [
+                now_ms,
+                worker,
+                lease_ms,
+                limit,
+                p.lease_prefix(lane),
+                fetch_limit,
+                p.conv_prefix,
+                p.out_prefix(lane),
+            ],
         )
-        return [_text(c) for c in taken]
+        if not fetch_limit:
+            return {_text(cid): None for cid in taken}
+        return {_text(cid): _fetched(conv, entries) for cid, conv, entries in taken}
 
-    async def fetch(self, lane: str, cid: str, limit: int) -> tuple[dict[str, str], list[OutboxEntry]]:
+    async def fetch(self, lane: str, cid: str, limit: int) -> Fetched:
         """The conversation hash and the oldest pending entries (only the lease holder removes them)."""
         k = self.keys(cid)
-        conv_flat, raw_entries = await self._eval("fetch", [k.conv, k.out(lane)], [limit])
-        conv = _pairs(conv_flat)
-        entries = []
-        for entry_id, fields in raw_entries:
-            f = _pairs(fields)
-            entries.append(
-                OutboxEntry(
-                    id=_text(entry_id),
-                    kind=f.get("k", ""),
-                    hid=f.get("h", "0"),
-                    data=orjson.loads(f["e"]) if f.get("e") else {},
-                    received_ms=int(f.get("t") or 0),
-                    after_claim=f.get("c") == "1",
-                )
-            )
-        return conv, entries
+        return _fetched(*await self._eval("fetch", [k.conv, k.out(lane)], [limit]))
 
     async def mark_inflight(self, lane: str, cid: str, worker: str, marker: str, *, lease_ms: int) -> bool:
         """Record the post about to start and renew the lease; False when `worker` lost its lease

@@ -108,17 +108,25 @@ def numbered(text: str, tag: str) -> list[int]:
 async def test_every_key_of_a_conversation_and_its_partition_is_in_one_slot(
     cluster_bridge: ClusterBridge, cluster_redis: RedisCluster
 ) -> None:
-    """Each script declares (or, for claim_due's leases, builds from a prefix) keys of one partition."""
+    """Each script declares (or, for what claim_due reads, builds from a prefix) keys of one partition."""
     store = store_of(await cluster_bridge())
     cid = User().cid
     k = store.keys(cid)
     p = store.partition_keys(k.partition)
     names = [k.conv, k.hist, k.open, k.dead, k.stats, k.dedupe("d" * 32), k.seen("Ev1")]
     for lane in LANES:
-        names += [k.out(lane), k.ready(lane), k.lease(lane), p.lease_prefix(lane) + cid]
+        names += [
+            k.out(lane),
+            k.ready(lane),
+            k.lease(lane),
+            p.lease_prefix(lane) + cid,
+            p.out_prefix(lane) + cid,
+        ]
     slots = {await cluster_redis.execute_command("CLUSTER KEYSLOT", name) for name in names}
     assert len(slots) == 1
-    assert p.lease_prefix(SLACK) + cid == k.lease(SLACK)  # what claim_due.lua builds is the declared key
+    # what claim_due.lua builds are the keys the other scripts declare
+    assert p.lease_prefix(SLACK) + cid == k.lease(SLACK)
+    assert (p.conv_prefix + cid, p.out_prefix(SLACK) + cid) == (k.conv, k.out(SLACK))
     other = Keys((k.partition + 1) % store.partitions, cid)
     assert await cluster_redis.execute_command("CLUSTER KEYSLOT", other.conv) not in slots
 

@@ -354,6 +354,18 @@ async def test_a_lookup_that_can_never_answer_does_not_dead_letter_the_entry(
     assert "m-000" in post.text and "m-001" in post.text
 
 
+async def test_a_claim_can_bring_each_conversation_as_fetch_reads_it(store: Store) -> None:
+    cid = await thread_opened(store, "pia", 3)
+    other = await open_thread(store, "quinn", 1)
+    expected = {c: await store.fetch(SLACK, c, 2) for c in (cid, other)}
+    partitions = {store.partition_of(c) for c in (cid, other)}
+    claimed = {}
+    for partition in partitions:
+        claimed |= await store.claim_due(SLACK, partition, "w1", now_ms(), LEASE_MS, 10, fetch_limit=2)
+    assert claimed == expected  # the hash and the two oldest entries, parsed the same way
+    assert len(claimed[cid][1]) == 2 and claimed[cid][0]["t:1"].startswith(CHANNEL)
+
+
 async def test_a_post_that_must_wait_for_its_token_leaves_no_inflight_marker(
     store: Store, lane: SlackLane, fake_slack: FakeSlack
 ) -> None:
