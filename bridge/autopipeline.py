@@ -160,7 +160,7 @@ class AutoPipelineRedis(Redis):
         except BaseException as e:  # every waiting caller gets the failure
             unsent, self._unsent = self._unsent, []
             for batch in unsent:
-                batch.fail(e)
+                batch.fail(_as_redis_error(e))
             if isinstance(e, asyncio.CancelledError):
                 raise
             return
@@ -185,7 +185,7 @@ class AutoPipelineRedis(Redis):
                 self._sent.popleft()
                 batch.answer(replies)
         except BaseException as e:
-            await self._lost(connection, e)
+            await self._lost(connection, _as_redis_error(e))
             if isinstance(e, asyncio.CancelledError):
                 raise
         finally:
@@ -290,6 +290,16 @@ class AutoPipelineRedis(Redis):
         if encoder.encoding.lower().replace("-", "") != "utf8" or encoder.encoding_errors != "strict":
             return connection.pack_commands(args for args, _, _ in batch)  # another encoding: redis-py packs
         return b"".join(hiredis.pack_command(_split_name(args)) for args, _, _ in batch)
+
+
+def _as_redis_error(error: BaseException) -> BaseException:
+    """A socket error under hiredis (ECONNRESET...) as the redis ConnectionError redis-py's own read
+    path would raise: callers handle RedisError, and a broken connection is worth one resend."""
+    if isinstance(error, OSError) and not isinstance(error, RedisConnectionError):
+        wrapped = RedisConnectionError(f"Redis connection lost: {error}")
+        wrapped.__cause__ = error
+        return wrapped
+    return error
 
 
 def _split_name(args: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -9,6 +9,7 @@ import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -170,3 +171,26 @@ async def test_a_caller_cancelled_mid_flight_does_not_shift_the_replies_of_other
         b"w",
     ]
     assert doomed.cancelled()
+
+
+async def test_a_reset_connection_reaches_callers_as_a_redis_error_after_one_resend(
+    client: AutoPipelineRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A socket error under hiredis (ECONNRESET when Redis dies) is what redis-py would raise, a
+    redis ConnectionError: the webhook answers 503 for it, never 500. The batch is sent once more."""
+    await client.set("k", "v")
+    resets = 1
+    real_read = AutoPipelineRedis._read_replies
+
+    async def read_or_reset(self: AutoPipelineRedis, connection: Any, calls: list[Any]) -> list[Any]:
+        nonlocal resets
+        if resets:
+            resets -= 1
+            raise ConnectionResetError(104, "Connection reset by peer")
+        return await real_read(self, connection, calls)
+
+    monkeypatch.setattr(AutoPipelineRedis, "_read_replies", read_or_reset)
+    assert await client.get("k") == b"v"  # one reset: resent on a new connection
+    resets = 2  # the resend breaks too: the caller gets a redis error, not an OSError
+    with pytest.raises(RedisConnectionError):
+        await client.get("k")
