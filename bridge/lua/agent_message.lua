@@ -5,13 +5,10 @@
 -- KEYS: conv, out_slack, ready_slack, out_reply, ready_reply, stats, open, seen
 -- ARGV: now_ms, cid, thread_ts, agent_id, message json, dedupe_ms, claim_on_reply ('1'|'0')
 -- Returns {status, first_response_after_ms}: status 1 queued, 0 duplicate, -1 not an open handover thread
-local k = {conv = KEYS[1], out_slack = KEYS[2], ready_slack = KEYS[3], out_reply = KEYS[4],
-  ready_reply = KEYS[5], stats = KEYS[6]}
+local k = handover_keys()
 local now, cid = tonumber(ARGV[1]), ARGV[2]
-local state = redis.call('HGET', k.conv, 'state')
-if (state ~= 'open' and state ~= 'claimed') or redis.call('HGET', k.conv, 'thread_ts') ~= ARGV[3] then
-  return {-1, 0}
-end
+local state = open_state(k.conv, ARGV[3])
+if not state then return {-1, 0} end
 if not redis.call('SET', KEYS[8], '1', 'NX', 'PX', ARGV[6]) then return {0, 0} end
 
 local c = redis.call('HMGET', k.conv, 'skill_id', 'client_id', 'user_id', 'platform', 'lang', 'hid',
@@ -25,7 +22,7 @@ message.skill_id, message.client_id, message.user_id = c[1] or '', c[2] or '', c
 message.platform, message.lang, message.thread_ts = c[4] or '', c[5] or '', ARGV[3]
 enqueue(k.out_reply, k.ready_reply, k.stats, 'reply', cid, now, 'k', 'agent_message', 'h', c[6] or '0',
   'e', cjson.encode(message), 't', now)
-redis.call('ZADD', KEYS[7], now, cid)
+redis.call('ZADD', k.open, now, cid)
 
 local first_after = 0
 if not c[7] then

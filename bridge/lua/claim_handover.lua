@@ -2,14 +2,11 @@
 -- KEYS: conv, out_slack, ready_slack, out_reply, ready_reply, stats, open
 -- ARGV: now_ms, cid, thread_ts, agent_id, agent_name, replies ('1'|'0')
 -- Returns 1 claimed, 0 already claimed by this agent, -1 not an open handover thread
-local k = {conv = KEYS[1], out_slack = KEYS[2], ready_slack = KEYS[3], out_reply = KEYS[4],
-  ready_reply = KEYS[5], stats = KEYS[6]}
+local k = handover_keys()
 local now = tonumber(ARGV[1])
-local state = redis.call('HGET', k.conv, 'state')
-if (state ~= 'open' and state ~= 'claimed') or redis.call('HGET', k.conv, 'thread_ts') ~= ARGV[3] then
-  return -1
-end
+local state = open_state(k.conv, ARGV[3])
+if not state then return -1 end
 if state == 'claimed' and redis.call('HGET', k.conv, 'agent_id') == ARGV[4] then return 0 end
 claim(k, ARGV[2], now, ARGV[4], ARGV[5], ARGV[6])
-redis.call('ZADD', KEYS[7], now, ARGV[2])
+redis.call('ZADD', k.open, now, ARGV[2])
 return 1

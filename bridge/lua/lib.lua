@@ -20,6 +20,20 @@ local function lifecycle(conv, kind, now, agent_id, agent_name, thread_ts)
   })
 end
 
+-- The KEYS layout the handover scripts share (store.Keys.handover_keys), by name.
+local function handover_keys()
+  return {conv = KEYS[1], out_slack = KEYS[2], ready_slack = KEYS[3], out_reply = KEYS[4],
+    ready_reply = KEYS[5], stats = KEYS[6], open = KEYS[7]}
+end
+
+-- The handover state when one is open (or claimed) and, given a thread ts, lives in that thread.
+local function open_state(conv, thread_ts)
+  local state = redis.call('HGET', conv, 'state')
+  if state ~= 'open' and state ~= 'claimed' then return nil end
+  if thread_ts ~= '' and redis.call('HGET', conv, 'thread_ts') ~= thread_ts then return nil end
+  return state
+end
+
 -- Root header (JSON) of the current handover with its status fields replaced.
 local function header_with(conv, status, agent_id, agent_name, now)
   local header = cjson.decode(redis.call('HGET', conv, 'header') or '{}')

@@ -5,17 +5,15 @@
 -- ARGV: now_ms, cid, thread_ts ('' = whatever is open), agent_id, agent_name, replies, reason,
 --       idle_before_ms (for reason 'idle': only if the last activity is older)
 -- Returns 1 resolved, -1 nothing to resolve
-local k = {conv = KEYS[1], out_slack = KEYS[2], ready_slack = KEYS[3], out_reply = KEYS[4],
-  ready_reply = KEYS[5], stats = KEYS[6]}
+local k = handover_keys()
 local now, cid, reason = tonumber(ARGV[1]), ARGV[2], ARGV[7]
-local state = redis.call('HGET', k.conv, 'state')
-if state ~= 'open' and state ~= 'claimed' then
-  redis.call('ZREM', KEYS[7], cid)
+if not open_state(k.conv, '') then
+  redis.call('ZREM', k.open, cid)  -- nothing open: no business in the idle index either
   return -1
 end
-if ARGV[3] ~= '' and redis.call('HGET', k.conv, 'thread_ts') ~= ARGV[3] then return -1 end
+if not open_state(k.conv, ARGV[3]) then return -1 end  -- open, but in another thread
 if reason == 'idle' then
-  local last = tonumber(redis.call('ZSCORE', KEYS[7], cid) or '0')
+  local last = tonumber(redis.call('ZSCORE', k.open, cid) or '0')
   if last > tonumber(ARGV[8]) then return -1 end
 end
 local header = header_with(k.conv, 'resolved', ARGV[4], ARGV[5], now)
@@ -32,5 +30,5 @@ if ARGV[6] == '1' then
 end
 redis.call('HDEL', k.conv, 'state', 'header', 'thread_ts', 'thread_channel', 'agent_id', 'agent_name',
   'claimed_at', 'first_response_at', 'opened_at')
-redis.call('ZREM', KEYS[7], cid)
+redis.call('ZREM', k.open, cid)
 return 1
