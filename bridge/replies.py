@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from .failure import DeliveryFailure
+
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
     digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
@@ -37,14 +39,8 @@ def verify(
     return hmac.compare_digest(sign(secret, ts, body), signature)
 
 
-class ReplyError(Exception):
-    """A delivery that did not succeed; `permanent` ones go to dead letters instead of being retried."""
-
-    def __init__(self, reason: str, *, permanent: bool, retry_after_s: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.permanent = permanent
-        self.retry_after_s = retry_after_s
+class ReplyError(DeliveryFailure):
+    """A POST to the owner's reply endpoint that did not succeed."""
 
 
 @dataclass

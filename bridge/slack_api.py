@@ -16,6 +16,7 @@ import orjson
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from .failure import DeliveryFailure
 from .metrics import Metrics
 
 # Slack errors that succeed on a later try; any other `ok: false` error will fail forever.
@@ -38,14 +39,8 @@ def _error_code(error: Any, status: int) -> str:
     return str(error) if _ERROR_CODE.fullmatch(str(error)) else "unrecognized_error"
 
 
-class SlackFailure(Exception):
-    """A call that failed: `retry_after_s` for 429, `permanent` for errors no retry can fix."""
-
-    def __init__(self, reason: str, *, permanent: bool = False, retry_after_s: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.permanent = permanent
-        self.retry_after_s = retry_after_s
+class SlackFailure(DeliveryFailure):
+    """A Slack Web API call that failed."""
 
 
 @dataclass(frozen=True, slots=True)
