@@ -26,7 +26,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -51,6 +50,7 @@ from bench.run import (
     mib,
     ms,
     request_factory,
+    run_and_report,
     slack_stats,
     users,
 )
@@ -445,12 +445,7 @@ def render(mem: Memory, settings: dict[int, Settings], lag: Lag, elapsed_s: floa
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp:
-        report = asyncio.run(run(Path(tmp)))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(report)
-    print(report)
-    log(f"written to {RESULTS.relative_to(REPO_ROOT)}")
+    run_and_report(run, RESULTS, "bench-cluster-")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -778,17 +778,22 @@ def render(
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
+def run_and_report(bench: Callable[[Path], Awaitable[str]], results: Path, prefix: str) -> None:
+    """A bench's whole life: a scratch directory, its run on uvloop, the report printed and saved."""
     with contextlib.suppress(ImportError):
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    with tempfile.TemporaryDirectory(prefix="bridge-bench-") as tmp:
-        report = asyncio.run(run(Path(tmp)))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(report)
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        report = asyncio.run(bench(Path(tmp)))
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(report)
     print(report)
-    print(f"(written to {RESULTS.relative_to(REPO_ROOT)})")
+    print(f"(written to {results.relative_to(REPO_ROOT)})")
+
+
+def main() -> None:
+    run_and_report(run, RESULTS, "bridge-bench-")
 
 
 if __name__ == "__main__":
