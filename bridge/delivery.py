@@ -336,12 +336,12 @@ class ReplyLane(Lane):
     async def deliver(self, cid: str, worker: str, fetched: Fetched | None = None) -> int | HandedBack | None:
         store = self.ctx.store
         while True:
-            _, entries = await self._fetch(store, cid, fetched)
+            conv, entries = await self._fetch(store, cid, fetched)
             fetched = None
             if not entries:
                 return None
             head = entries[0]
-            body = await self._body(cid, head)
+            body = await self._body(cid, head, conv)
             kind = str(body.get("type", head.kind))
             lease_ms = self.ctx.lease_ms()
             # Renew the lease (or find it lost) right before the POST: names looked up above may
@@ -384,7 +384,7 @@ class ReplyLane(Lane):
             await self.ctx.store.cache_user_name(user_id, name)
         return name
 
-    async def _body(self, cid: str, entry: OutboxEntry) -> dict[str, Any]:
+    async def _body(self, cid: str, entry: OutboxEntry, conv: dict[str, str]) -> dict[str, Any]:
         body = dict(entry.data)
         agent = body.get("agent")
         if isinstance(agent, dict) and agent.get("slack_user_id"):
@@ -393,7 +393,7 @@ class ReplyLane(Lane):
             uid = agent["slack_user_id"]
             agent["name"] = await self._name(uid) or agent.get("name") or uid
         if not body.get("thread_ts"):
-            thread = await self.ctx.store.thread_of(cid, entry.hid)
+            thread = thread_in(conv, entry.hid)
             body["thread_ts"] = thread[1] if thread else None
         if entry.kind == "agent_message":
             raw = str(body.pop("slack_text", ""))

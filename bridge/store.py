@@ -540,11 +540,6 @@ class Store:
         value = await self.redis.get(thread_key(channel, ts))
         return _text(value) if value is not None else None
 
-    async def thread_of(self, cid: str, hid: str) -> tuple[str, str] | None:
-        """(channel, ts) of the root posted for handover `hid`, once it exists."""
-        field = thread_field(hid)
-        return thread_in({field: _text(await self.redis.hget(self.keys(cid).conv, field))}, hid)
-
     # -- agents ----------------------------------------------------------------------------------------
 
     async def agent_message(

@@ -21,7 +21,7 @@ from bridge.events import parse_event
 from bridge.handover import Handover
 from bridge.metrics import Metrics
 from bridge.slack_api import SlackApi
-from bridge.store import SLACK, Store, body_digest, conversation_id
+from bridge.store import SLACK, Store, body_digest, conversation_id, thread_in
 from tests.harness.fake_slack import DEFAULT_TOKEN, FakeSlack
 from tests.helpers import CHANNEL, escalation, message
 
@@ -151,7 +151,8 @@ async def test_commit_of_a_root_records_the_thread(store: Store) -> None:
         now_ms=now_ms(),
         root=(root.hid, CHANNEL, "1700000000.000100"),
     )
-    assert await store.thread_of(cid, root.hid) == (CHANNEL, "1700000000.000100")
+    conv, _ = await store.fetch(SLACK, cid, 1)
+    assert thread_in(conv, root.hid) == (CHANNEL, "1700000000.000100")
     conv = await store.conversation(cid)
     assert conv["thread_ts"] == "1700000000.000100" and conv["thread_channel"] == CHANNEL
 
@@ -373,8 +374,7 @@ async def test_a_post_that_must_wait_for_its_token_leaves_no_inflight_marker(
     the marker goes again, or the next attempt would ask Slack (a rate-limited lookup) for nothing."""
     cid = await thread_opened(store, "otto", 2)
     assert await claim(store, cid, "w1")
-    while await store.take_token(CHANNEL, now_ms(), 100, 100) <= 0:  # spend the whole burst
-        pass
+    assert await store.take_token(CHANNEL, now_ms(), 0.1, 1) == 0  # the only token: the next is 10 s away
     drained = DeliveryContext(store, Metrics(), lambda: DeliverySection(posts_per_second=0.1, burst=1), False)
     with pytest.raises(Retry):  # the next token is ~10 s away: the conversation is handed back
         await SlackLane(drained, lane.slack).deliver(cid, "w1")
