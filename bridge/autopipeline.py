@@ -27,7 +27,7 @@ import inspect
 import math
 from collections import deque
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import hiredis
@@ -36,7 +36,7 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
 from redis.client import EMPTY_RESPONSE, NEVER_DECODE
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import DataError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 # Never share a connection with these: they block it, or change state other callers would inherit.
@@ -63,6 +63,7 @@ def _is_solo(name: Any) -> bool:
 @dataclass(eq=False)
 class Batch:
     calls: list[Call]
+    deadline: float | None  # loop time by which the replies must be in (kept across a resend)
     resent: bool = False
 
     def fail(self, error: BaseException) -> None:
@@ -80,22 +81,35 @@ class Batch:
                 future.set_result(reply)
 
 
+@dataclass(eq=False)
+class Pipe:
+    """One pipelining connection and the batches written on it whose replies are still to come."""
+
+    connection: Connection
+    sent: deque[Batch] = field(default_factory=deque)
+    reading: bool = False
+    closed: bool = False
+
+    def usable(self) -> bool:
+        writer = self.connection._writer
+        return not self.closed and writer is not None and not writer.transport.is_closing()
+
+
 class AutoPipelineRedis(Redis):
     """A redis.asyncio.Redis whose single commands are pipelined with their neighbours.
 
-    `batch_timeout` bounds the wait for a batch's connection and for its replies: callers need no
-    timeout of their own, which would cost a timer per command."""
+    `batch_timeout` bounds each command, from when it is issued to its reply, connecting and one
+    resend included: callers need no timeout of their own, which would cost a timer per command."""
 
     def __init__(self, *args: Any, batch_timeout: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.batch_timeout = batch_timeout
         self._queued: list[Call] = []
-        self._connection: Connection | None = None
+        self._pipe: Pipe | None = None
         self._unsent: list[Batch] = []  # flushed while (re)connecting
-        self._sent: deque[Batch] = deque()  # written, replies not read yet, oldest first
         self._tasks: set[asyncio.Task[None]] = set()
         self._connecting = False
-        self._reader_for: Connection | None = None  # the connection a reader task is serving
+        self._closed = False
 
     @classmethod
     def from_url(cls, url: str, *, batch_timeout: float | None = None, **kwargs: Any) -> AutoPipelineRedis:
@@ -106,6 +120,8 @@ class AutoPipelineRedis(Redis):
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         if self.single_connection_client or _is_solo(args[0]):
             return await super().execute_command(*args, **options)
+        if self._closed:
+            raise RedisConnectionError("Redis client closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if not self._queued:
@@ -114,49 +130,76 @@ class AutoPipelineRedis(Redis):
         return await future
 
     def _flush(self) -> None:
-        batch, self._queued = Batch(self._queued), []
+        if not self._queued:
+            return
+        timeout = self.batch_timeout or self.connection_pool.connection_kwargs.get("socket_timeout")
+        deadline = asyncio.get_running_loop().time() + timeout if timeout else None
+        batch, self._queued = Batch(self._queued, deadline), []
         self._send(batch)
 
     def _send(self, batch: Batch) -> None:
-        connection = self._connection
-        if connection is None or not connection.is_connected:
+        if self._closed:
+            batch.fail(RedisConnectionError("Redis client closed"))
+            return
+        pipe = self._pipe
+        if pipe is not None and not pipe.usable():
+            self._drop(pipe, RedisConnectionError("Redis connection lost"))
+            pipe = None
+        if pipe is None:
             self._unsent.append(batch)
             if not self._connecting:
                 self._connecting = True
                 self._spawn(self._connect())
             return
-        packed = self._pack(connection, batch.calls)
+        try:
+            packed = self._pack(pipe.connection, batch.calls)
+        except Exception:  # an argument Redis cannot take (None, a dict...): fail that command only
+            batch = self._packable(pipe.connection, batch)
+            if not batch.calls:
+                return
+            packed = self._pack(pipe.connection, batch.calls)
         try:
             if isinstance(packed, list):
-                connection._writer.writelines(packed)
+                pipe.connection._writer.writelines(packed)
             else:
-                connection._writer.write(packed)
-        except (OSError, RuntimeError) as e:  # a transport already closed
-            batch.fail(RedisConnectionError(f"Redis connection lost: {e}"))
+                pipe.connection._writer.write(packed)
+        except (OSError, RuntimeError) as e:  # the transport died under us (uvloop raises here)
+            self._drop(pipe, _as_redis_error(e))
+            self._resend_or_fail(batch, RedisConnectionError(f"Redis connection lost: {e}"))
             return
-        self._sent.append(batch)
-        if self._reader_for is not connection:
-            self._reader_for = connection
-            self._spawn(self._read(connection))
+        pipe.sent.append(batch)
+        if not pipe.reading:
+            pipe.reading = True
+            self._spawn(self._read(pipe))
+
+    def _packable(self, connection: Connection, batch: Batch) -> Batch:
+        """The batch without its commands that cannot be packed, which fail with DataError."""
+        kept = []
+        for call in batch.calls:
+            try:
+                self._pack(connection, [call])
+            except Exception as e:
+                call[2].set_exception(DataError(f"cannot send {call[0][0]!r} to Redis: {e}"))
+            else:
+                kept.append(call)
+        return Batch(kept, batch.deadline, batch.resent)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coroutine)
         self._tasks.add(task)  # a strong reference until done (the loop keeps only weak ones)
         task.add_done_callback(self._tasks.discard)
 
-    def _deadline(self, connection: Connection | None = None) -> float | None:
-        return self.batch_timeout or (connection.socket_timeout if connection else None)
-
     async def _connect(self) -> None:
         try:
+            deadline = min((b.deadline for b in self._unsent if b.deadline is not None), default=None)
             try:
-                async with asyncio.timeout(self._deadline()):
+                async with asyncio.timeout_at(deadline):
                     try:
                         connection: Connection = await self.connection_pool.get_connection()
                     except TypeError:  # redis-py < 5.3 wants a command name
                         connection = await self.connection_pool.get_connection("PING")
             except TimeoutError as e:
-                raise RedisTimeoutError(f"no connection to Redis within {self._deadline()}s") from e
+                raise RedisTimeoutError("no connection to Redis within the deadline") from e
         except BaseException as e:  # every waiting caller gets the failure
             unsent, self._unsent = self._unsent, []
             for batch in unsent:
@@ -166,64 +209,72 @@ class AutoPipelineRedis(Redis):
             return
         finally:
             self._connecting = False
-        self._connection = connection
+        self._pipe = Pipe(connection)
         unsent, self._unsent = self._unsent, []
         for batch in unsent:
             self._send(batch)
 
-    async def _read(self, connection: Connection) -> None:
-        """Replies of every batch sent on `connection`, in order, until none is outstanding."""
+    async def _read(self, pipe: Pipe) -> None:
+        """Replies of every batch sent on `pipe`, in order, until none is outstanding."""
         try:
-            while self._sent:
-                batch = self._sent[0]
+            while pipe.sent:
+                batch = pipe.sent[0]
                 try:
-                    async with asyncio.timeout(self._deadline(connection)):
-                        replies = await self._read_replies(connection, batch.calls)
+                    async with asyncio.timeout_at(batch.deadline):
+                        replies = await self._read_replies(pipe.connection, batch.calls)
                 except TimeoutError as e:
-                    deadline = self._deadline(connection)
-                    raise RedisTimeoutError(f"no reply from Redis within {deadline}s") from e
-                self._sent.popleft()
+                    raise RedisTimeoutError("no reply from Redis within the deadline") from e
+                pipe.sent.popleft()
                 batch.answer(replies)
         except BaseException as e:
-            await self._lost(connection, _as_redis_error(e))
+            self._drop(pipe, _as_redis_error(e))
             if isinstance(e, asyncio.CancelledError):
                 raise
         finally:
-            if self._reader_for is connection:
-                self._reader_for = None
+            pipe.reading = False
 
-    async def _lost(self, connection: Connection, error: BaseException) -> None:
-        """The connection cannot be trusted any more: drop it, and send what was waiting on it once
+    def _drop(self, pipe: Pipe, error: BaseException) -> None:
+        """The connection cannot be trusted any more: close it, and send what was waiting on it once
         more on a new one (a broken connection) or fail it (a timeout, or a second failure)."""
-        if self._connection is connection:
-            self._connection = None
-        if self._reader_for is connection:
-            self._reader_for = None
-        sent, self._sent = list(self._sent), deque()
+        if self._pipe is pipe:
+            self._pipe = None
+        if pipe.closed:
+            return
+        pipe.closed = True
+        sent, pipe.sent = list(pipe.sent), deque()
+        for batch in sent:
+            self._resend_or_fail(batch, error)
+        self._spawn(self._close(pipe.connection))
+
+    def _resend_or_fail(self, batch: Batch, error: BaseException) -> None:
+        broken = isinstance(error, RedisConnectionError) and not isinstance(error, RedisTimeoutError)
+        if broken and not batch.resent:
+            batch.resent = True
+            self._send(batch)
+        else:
+            batch.fail(error)
+
+    async def _close(self, connection: Connection) -> None:
         with contextlib.suppress(Exception):
             await connection.disconnect()
+        with contextlib.suppress(Exception):
             await self.connection_pool.release(connection)
-        retry = isinstance(error, RedisConnectionError) and not isinstance(error, RedisTimeoutError)
-        for batch in sent:
-            if retry and not batch.resent:
-                batch.resent = True
-                self._send(batch)
-            else:
-                batch.fail(error)
 
     async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        self._closed = True
         closed = RedisConnectionError("Redis client closed")
-        for batch in [*self._unsent, *self._sent, Batch(self._queued)]:
+        pending = [*self._unsent, Batch(self._queued, None)]
+        if self._pipe is not None:
+            pending += self._pipe.sent
+            self._pipe.closed = True
+            await self._close(self._pipe.connection)
+            self._pipe = None
+        for batch in pending:
             batch.fail(closed)
-        self._unsent, self._sent, self._queued = [], deque(), []
+        self._unsent, self._queued = [], []
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._connection is not None:
-            connection, self._connection = self._connection, None
-            with contextlib.suppress(Exception):
-                await connection.disconnect()
-                await self.connection_pool.release(connection)
         await super().aclose(close_connection_pool)
 
     async def _read_replies(self, connection: Connection, batch: list[Call]) -> list[Any]:
@@ -235,7 +286,6 @@ class AutoPipelineRedis(Redis):
         # of redis-py per reply (a socket read only when the buffer runs dry).
         reader = parser._reader
         push_type = parser._hiredis_PushNotificationType
-        callbacks = self.response_callbacks
         replies: list[Any] = []
         for args, options, _ in batch:
             raw = NEVER_DECODE in options
@@ -252,13 +302,10 @@ class AutoPipelineRedis(Redis):
             if isinstance(reply, ResponseError):
                 replies.append(options.get(EMPTY_RESPONSE, reply))
                 continue
-            callback = callbacks.get(args[0])
-            if callback is not None:
-                extra = {k: v for k, v in options.items() if k not in (NEVER_DECODE, EMPTY_RESPONSE, "keys")}
-                reply = callback(reply, **extra)
-                if inspect.isawaitable(reply):
-                    reply = await reply
-            replies.append(reply)
+            try:
+                replies.append(await self._parsed(args[0], reply, options))
+            except Exception as e:  # a callback that chokes on its reply fails that command only
+                replies.append(e)
         return replies
 
     async def _reply_or_error(self, connection: Connection, command: Any, options: dict[str, Any]) -> Any:
@@ -277,6 +324,10 @@ class AutoPipelineRedis(Redis):
             if EMPTY_RESPONSE in options:
                 return options[EMPTY_RESPONSE]
             raise
+        return await self._parsed(command, response, options)
+
+    async def _parsed(self, command: Any, response: Any, options: dict[str, Any]) -> Any:
+        """A reply through redis-py's response callback for its command, as Redis.parse_response does."""
         callback = self.response_callbacks.get(command)
         if callback is None:
             return response

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import uvloop
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import DataError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bridge.app import redis_client
@@ -194,3 +195,41 @@ async def test_a_reset_connection_reaches_callers_as_a_redis_error_after_one_res
     resets = 2  # the resend breaks too: the caller gets a redis error, not an OSError
     with pytest.raises(RedisConnectionError):
         await client.get("k")
+
+
+async def test_a_command_that_cannot_be_sent_fails_alone(client: AutoPipelineRedis) -> None:
+    results = await asyncio.gather(
+        client.set("a", "1"),
+        client.execute_command("SET", "b", None),
+        client.get("a"),
+        return_exceptions=True,
+    )
+    assert results[0] is True and results[2] == b"1"
+    assert isinstance(results[1], DataError)
+    assert await client.get("b") is None
+
+
+def test_a_transport_closed_under_uvloop_is_replaced_not_written_to(redis_url: str) -> None:
+    """uvloop raises on a write to a closed transport (stock asyncio ignores it): the client must take
+    that as a lost connection and carry on with a new one, not fail every later command."""
+
+    async def scenario() -> list[Any]:
+        redis = redis_client(redis_url, cluster=False)
+        try:
+            await redis.set("a", "1")
+            assert isinstance(redis, AutoPipelineRedis) and redis._pipe is not None
+            redis._pipe.connection._writer.transport.abort()  # as an RST from a proxy would
+            await asyncio.sleep(0.01)
+            return [await redis.get("a"), await redis.incr("n"), await redis.get("a")]
+        finally:
+            await redis.aclose()
+
+    assert uvloop.run(scenario()) == [b"1", 1, b"1"]
+
+
+async def test_a_closed_client_answers_at_once_and_opens_nothing(client: AutoPipelineRedis) -> None:
+    await client.set("a", "1")
+    await client.aclose()
+    with pytest.raises(RedisConnectionError):
+        await client.get("a")
+    assert client._pipe is None and not client._tasks
