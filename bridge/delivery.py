@@ -72,7 +72,7 @@ class HandedBack:
 
 
 HANDED_BACK = HandedBack()
-Pending = int | HandedBack | None  # what a commit left: entries pending, or handed back; None: no post
+Posted = HandedBack | None  # after a post: HANDED_BACK when its commit released the conversation
 
 
 class Lane:
@@ -83,10 +83,10 @@ class Lane:
     # Set on shutdown: a post in flight finishes and is committed, nothing new starts.
     stopping: bool = False
 
-    async def deliver(self, cid: str, worker: str, fetched: Fetched | None = None) -> int | HandedBack | None:
-        """Deliver what is pending (starting from `fetched`, when the claim read it already); None
+    async def deliver(self, cid: str, worker: str, fetched: Fetched | None = None) -> HandedBack | None:
+        """Deliver what is pending (starting from `fetched`, when the claim read it already): None
         when the outbox is empty, HANDED_BACK when it is and the last commit already released the
-        conversation, else when to come back (ms)."""
+        conversation. A lane that must stop for now raises Retry(when to come back)."""
         raise NotImplementedError
 
     async def _fetch(self, store: Store, cid: str, fetched: Fetched | None) -> Fetched:
@@ -137,7 +137,7 @@ class SlackLane(Lane):
         self.ctx = ctx
         self.slack = slack
 
-    async def deliver(self, cid: str, worker: str, fetched: Fetched | None = None) -> int | HandedBack | None:
+    async def deliver(self, cid: str, worker: str, fetched: Fetched | None = None) -> HandedBack | None:
         store = self.ctx.store
         while True:
             conv, entries = await self._fetch(store, cid, fetched)
@@ -155,21 +155,24 @@ class SlackLane(Lane):
                     continue
                 channel, thread_ts = thread
             try:
-                if await self._settle_inflight(cid, worker, conv, entries, channel, thread_ts):
+                settled = await self._settle_inflight(cid, worker, conv, entries, channel, thread_ts)
+                if settled is HANDED_BACK:
+                    return HANDED_BACK
+                if settled:
                     continue
                 if head.kind == "root":
-                    pending = await self._post_root(cid, worker, head, channel)
+                    posted = await self._post_root(cid, worker, head, channel)
                 elif head.kind == "update" and thread_ts:
-                    pending = await self._update_root(cid, worker, head, channel, thread_ts)
+                    posted = await self._update_root(cid, worker, head, channel, thread_ts)
                 elif head.kind in THREAD_KINDS and thread_ts:
-                    pending = await self._post_lines(cid, worker, entries, channel, thread_ts)
+                    posted = await self._post_lines(cid, worker, entries, channel, thread_ts)
                 else:
                     await self.ctx.bury(SLACK, cid, [head], f"unknown_kind:{head.kind}")
                     continue
             except SlackFailure as e:
                 await self._failed(cid, head, channel, e)
                 continue
-            if pending is HANDED_BACK:  # nothing left, and the commit released the lease
+            if posted is HANDED_BACK:  # nothing left, and the commit released the lease
                 return HANDED_BACK
 
     async def _failed(self, cid: str, head: OutboxEntry, channel: str, e: SlackFailure) -> None:
@@ -184,16 +187,16 @@ class SlackLane(Lane):
         raise await self.ctx.retry_later(SLACK, cid, e.reason)
 
     async def _begin_post(self, cid: str, worker: str, channel: str, first: str, last: str) -> bool:
-        """Take a posting token for `channel` and mark the post in flight, both in one round trip
-        (they live in different cluster slots, so not in one script). False when a short wait for
-        the token was slept through instead: re-read the outbox then, more lines may have arrived
-        to coalesce into the next post."""
+        """Take a posting token for `channel` and mark the post in flight, side by side (one round
+        trip when auto-pipelined; they live in different cluster slots, so not in one script). False
+        when a short wait for the token was slept through instead: re-read the outbox then, more
+        lines may have arrived to coalesce into the next post."""
         s = self.ctx.settings()
         wait, marked = await asyncio.gather(
             self.ctx.store.take_token(channel, now_ms(), s.posts_per_second, s.burst),
             self._mark_inflight(cid, worker, first, last),
         )
-        if not marked:
+        if not marked:  # (the token taken beside it is lost: a rare case, not worth a round trip)
             raise lease_lost(SLACK, cid, first)
         if wait <= 0:
             return True
@@ -204,16 +207,17 @@ class SlackLane(Lane):
         await asyncio.sleep(wait / 1000)
         return False
 
-    # Each poster returns what its commit left: how many entries, or HANDED_BACK (None: no post).
+    # Each poster returns HANDED_BACK when its commit left nothing and released the conversation;
+    # None to go on (entries left, or no post made).
 
-    async def _post_root(self, cid: str, worker: str, head: OutboxEntry, channel: str) -> Pending:
+    async def _post_root(self, cid: str, worker: str, head: OutboxEntry, channel: str) -> Posted:
         if not await self._begin_post(cid, worker, channel, head.id, head.id):
             return None
         text, blocks = slack_format.root_message(head.data)
         ts = await self.slack.post(channel, text, blocks=blocks, marker=self._marker(cid, head.id, head.id))
         return await self._root_posted(cid, worker, head, channel, ts)
 
-    async def _root_posted(self, cid: str, worker: str, head: OutboxEntry, channel: str, ts: str) -> Pending:
+    async def _root_posted(self, cid: str, worker: str, head: OutboxEntry, channel: str, ts: str) -> Posted:
         await self.ctx.store.map_thread(channel, ts, cid)
         self._observe([head])
         log.info("handover_thread_opened", cid=cid, channel=channel, thread_ts=ts, hid=head.hid)
@@ -221,7 +225,7 @@ class SlackLane(Lane):
             cid, worker, [head.id], root=(head.hid, channel, ts), replies=self.ctx.replies_enabled
         )
 
-    async def _update_root(self, cid: str, worker: str, head: OutboxEntry, channel: str, ts: str) -> Pending:
+    async def _update_root(self, cid: str, worker: str, head: OutboxEntry, channel: str, ts: str) -> Posted:
         text, blocks = slack_format.root_message(head.data)
         if not await self._mark_inflight(cid, worker, head.id, head.id):  # updates stay in order too
             raise lease_lost(SLACK, cid, head.id)
@@ -230,7 +234,7 @@ class SlackLane(Lane):
 
     async def _post_lines(
         self, cid: str, worker: str, entries: list[OutboxEntry], channel: str, thread_ts: str
-    ) -> Pending:
+    ) -> Posted:
         head = entries[0]
         run = []
         for entry in entries:
@@ -254,7 +258,7 @@ class SlackLane(Lane):
         marker = f"{first} {last} {now_ms()}"
         return await self.ctx.store.mark_inflight(SLACK, cid, worker, marker, lease_ms=self.ctx.lease_ms())
 
-    async def _commit(self, cid: str, worker: str, ids: Sequence[str], **root: Any) -> Pending:
+    async def _commit(self, cid: str, worker: str, ids: Sequence[str], **root: Any) -> Posted:
         """Drop what Slack accepted, handing the conversation back when nothing is left; stop here
         when the lease turned out to be gone meanwhile."""
         commit = await self.ctx.store.commit(
@@ -262,7 +266,7 @@ class SlackLane(Lane):
         )
         if not commit.held:
             raise lease_lost(SLACK, cid, ids[-1])
-        return HANDED_BACK if commit.released else commit.pending
+        return HANDED_BACK if commit.released else None
 
     @staticmethod
     def _marker(cid: str, first: str, last: str) -> dict[str, str]:
@@ -282,9 +286,10 @@ class SlackLane(Lane):
         entries: list[OutboxEntry],
         channel: str,
         thread_ts: str | None,
-    ) -> bool:
+    ) -> bool | HandedBack:
         """A post was started but never committed (crash, lost answer): did Slack get it? Then commit
-        it instead of posting it twice. True when the head entry was settled here."""
+        it instead of posting it twice. True when the head entry was settled here (HANDED_BACK when
+        that commit also released the conversation)."""
         marker = conv.get("inflight:slack", "")
         head = entries[0]
         if not marker or head.kind == "update":
@@ -309,11 +314,12 @@ class SlackLane(Lane):
         if ts is None:
             return False
         if head.kind == "root":
-            await self._root_posted(cid, worker, head, channel, ts)
+            posted = await self._root_posted(cid, worker, head, channel, ts)
         else:
             low, high = stream_id_key(first), stream_id_key(last)
-            await self._commit(cid, worker, [e.id for e in entries if low <= stream_id_key(e.id) <= high])
-        return True
+            settled = [e.id for e in entries if low <= stream_id_key(e.id) <= high]
+            posted = await self._commit(cid, worker, settled)
+        return HANDED_BACK if posted is HANDED_BACK else True
 
     def _observe(self, entries: list[OutboxEntry]) -> None:
         now = time.time()
@@ -333,7 +339,7 @@ class ReplyLane(Lane):
         self.sender = sender
         self.slack = slack
 
-    async def deliver(self, cid: str, worker: str, fetched: Fetched | None = None) -> int | HandedBack | None:
+    async def deliver(self, cid: str, worker: str, fetched: Fetched | None = None) -> HandedBack | None:
         store = self.ctx.store
         while True:
             conv, entries = await self._fetch(store, cid, fetched)
@@ -418,6 +424,8 @@ class Deliverer:
     _wakes: dict[str, set[int]] = field(default_factory=dict)
     _events: dict[str, asyncio.Event] = field(default_factory=dict)
     _active: dict[str, dict[str, asyncio.Task[None]]] = field(default_factory=dict)
+    # Conversations claimed again while their task here still ran: that task must release the lease.
+    _reclaimed: dict[str, set[str]] = field(default_factory=dict)
     _stopping: bool = False
     _loops: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -426,6 +434,7 @@ class Deliverer:
             self._wakes[lane.name] = set()
             self._events[lane.name] = asyncio.Event()
             self._active[lane.name] = {}
+            self._reclaimed[lane.name] = set()
             self._loops.append(asyncio.create_task(self._dispatch(lane), name=f"deliver-{lane.name}"))
 
     def wake(self, lane: str, partition: int) -> None:
@@ -477,6 +486,8 @@ class Deliverer:
                         # so a second task would pass every lease check beside the first).
                         if cid not in active:
                             active[cid] = asyncio.create_task(self._run(lane, cid, fetched))
+                        else:  # e.g. its commit just handed it back, and the task is finishing
+                            self._reclaimed[lane.name].add(cid)
             except STORE_ERRORS as e:  # the dispatcher must outlive a failover
                 self.metrics.redis_errors.labels("claim").inc()
                 log.warning("claim_failed", lane=lane.name, error=type(e).__name__)
@@ -504,10 +515,12 @@ class Deliverer:
             due = now_ms() + 5000
         finally:
             self._active[lane.name].pop(cid, None)
-            if due is HANDED_BACK:
+            reclaimed = cid in self._reclaimed[lane.name]
+            self._reclaimed[lane.name].discard(cid)
+            if due is HANDED_BACK and not reclaimed:
                 self._events[lane.name].set()  # a worker is free
-            else:
-                await self._release(lane.name, cid, due)
+            else:  # (a lease taken again meanwhile is released too: it is ours, by worker id)
+                await self._release(lane.name, cid, None if due is HANDED_BACK else due)
 
     async def _release(self, lane: str, cid: str, due: int | None) -> None:
         """Hand the conversation back, shielded from cancellation so a lease is never left behind."""

@@ -7,7 +7,7 @@ validate only what we read and keep the rest of the payload untouched for rules 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 
@@ -156,7 +156,7 @@ def parse_event(body: bytes) -> SmartlyEvent:
     )
 
 
-def _refuse_ids(skill_id: str, client_id: str) -> None:
+def _refuse_ids(skill_id: str, client_id: str) -> NoReturn:
     ids = (("payload.skill_id", skill_id), ("payload.client_id", client_id))
     missing = [name for name, value in ids if not value]
     if missing:

@@ -114,6 +114,9 @@ class SlackApi:
             data=orjson.dumps(kwargs),
             headers=self._json_headers,
             timeout=self.timeout,
+            # as slack-sdk sends: its proxy (HTTPS_PROXY from the environment too) and TLS context
+            proxy=self.client.proxy or None,
+            ssl=self.client.ssl if self.client.ssl is not None else True,
         ) as response:
             body = await response.read()
             try:

@@ -315,7 +315,8 @@ class Store:
 
     @property
     def bounded(self) -> bool:
-        """Whether the client itself fails every call within STORE_DEADLINE_S."""
+        """Whether the client itself answers or fails each command within STORE_DEADLINE_S of issuing
+        it (connecting and one resend included). A NOSCRIPT reply costs one more command."""
         timeout = getattr(self.redis, "batch_timeout", None)
         return timeout is not None and timeout <= STORE_DEADLINE_S
 
