@@ -20,29 +20,46 @@ REDACTED = "[redacted]"
 
 
 class SecretScrubber:
-    """Replaces any configured secret found in a rendered log line (defence in depth: the code never
-    logs secrets on purpose, but a URL or an exception text might carry one).
+    """Replaces any configured secret found in a log line (defence in depth: the code never logs
+    secrets on purpose, but a URL or an exception text might carry one).
 
-    It scans the finished JSON, not the event's values: one C-speed search per secret whatever the
-    line holds (nested values, keys, tracebacks included). JSON escapes text character by character,
-    so a secret inside any string shows up as the secret's own JSON escaping."""
+    It looks in the finished JSON, not the event's values: one C-speed search per secret whatever the
+    line holds (nested values, keys, tracebacks). JSON escapes text character by character, so a
+    secret inside any string shows up as the secret's own JSON escaping. Only a line where one shows
+    up is decoded, cleaned value by value, and encoded again, so it stays valid JSON."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self.encoded: tuple[tuple[bytes, bytes], ...] = ()
+        self.secrets: tuple[str, ...] = ()
+        self.encoded: tuple[bytes, ...] = ()
         self.update(secrets)
 
     def update(self, secrets: Iterable[str]) -> None:
-        longest_first = sorted({s for s in secrets if s}, key=len, reverse=True)
-        self.encoded = tuple((orjson.dumps(s)[1:-1], REDACTED.encode()) for s in longest_first)
+        self.secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
+        self.encoded = tuple(orjson.dumps(s)[1:-1] for s in self.secrets)
 
     def __call__(self, logger: Any, method: str, rendered: bytes | str) -> bytes | str:
         text = rendered.encode() if isinstance(rendered, str) else rendered
-        for secret, redacted in self.encoded:
+        for secret in self.encoded:  # (a loop: any() over a generator costs a third of this call)
             if secret in text:
-                text = text.replace(secret, redacted)
-        if isinstance(rendered, str):
-            return text.decode() if text is not rendered else rendered
-        return text
+                break
+        else:
+            return rendered
+        cleaned = orjson.dumps(self._clean(orjson.loads(text)))
+        return cleaned.decode() if isinstance(rendered, str) else cleaned
+
+    def _clean(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {self._clean(k): self._clean(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._clean(v) for v in value]
+        if isinstance(value, str):
+            for secret in self.secrets:
+                value = value.replace(secret, REDACTED)
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            text = str(value)  # a numeric secret written as a number
+            return REDACTED if any(secret in text for secret in self.secrets) else value
+        return value
 
 
 scrubber = SecretScrubber()

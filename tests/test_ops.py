@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.app import create_app
 from bridge.embedded import EmbeddedValkey
+from bridge.logs import SecretScrubber
 from bridge.settings import Settings
 from bridge.slack_format import RESOLVE_ACTION
 from tests.conftest import app_config
@@ -424,6 +425,26 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
             instructions.append((word.upper(), rest.strip()))
     last_from = max(i for i, (word, _) in enumerate(instructions) if word == "FROM")
     return instructions[last_from:]
+
+
+def test_scrubbed_lines_stay_json_and_lose_every_form_of_a_secret() -> None:
+    """Secrets with JSON-escaped characters are found in keys, nested values and text, in the bytes
+    (structlog) and text (stdlib logging) renderings; a short numeric one (an odd but valid key)
+    does not break the line's JSON."""
+    secrets = ['s3cr"et', "back\\slash", "tok/en", "clé-ü", "2024"]
+    scrub = SecretScrubber(secrets)
+    event = {"url": "https://x/?key=tok/en", "nested": {'s3cr"et': ["a clé-ü b back\\slash"]}, "n": 2024}
+    for rendered in (orjson.dumps(event), orjson.dumps(event).decode()):
+        out = scrub(None, "info", rendered)
+        assert type(out) is type(rendered)
+        line = orjson.loads(out)
+        assert line == {
+            "url": "https://x/?key=[redacted]",
+            "nested": {"[redacted]": ["a [redacted] b [redacted]"]},
+            "n": "[redacted]",
+        }
+    clean = orjson.dumps({"hid": 7, "text": "nothing here"})
+    assert scrub(None, "info", clean) is clean  # the common case: untouched, not re-encoded
 
 
 def test_dockerfile_slim_non_root_healthcheck_config_and_port() -> None:
