@@ -134,7 +134,8 @@ _output: LoopBatchedLines | None = None
 
 
 def _shared_output(binary: Any) -> Callable[..., LoopBatchedLines]:
-    """Every module's logger writes through ONE batch, so lines keep their order across modules."""
+    """Every structlog logger writes through ONE batch, so their lines keep their order (stdlib
+    logging lines, from aiohttp or redis, are written at once and may come before a turn's batch)."""
     global _output
     if _output is not None:
         _output.flush()
