@@ -288,7 +288,7 @@ async def lane(store: Store, fake_slack: FakeSlack) -> AsyncIterator[SlackLane]:
         yield SlackLane(ctx, SlackApi.create(DEFAULT_TOKEN, fake_slack.url, session, metrics))
 
 
-async def thread_opened(store: Store, client: str, lines: int) -> str:
+async def thread_opened(store: Store, client: str, lines: int, ts: str = "1700000000.000100") -> str:
     """A conversation whose root is already in Slack (thread ts recorded) and `lines` lines pending."""
     cid = await open_thread(store, client, lines)
     _, entries = await store.fetch(SLACK, cid, 1)
@@ -300,7 +300,7 @@ async def thread_opened(store: Store, client: str, lines: int) -> str:
         [entries[0].id],
         lease_ms=LEASE_MS,
         now_ms=now_ms(),
-        root=(entries[0].hid, CHANNEL, "1700000000.000100"),
+        root=(entries[0].hid, CHANNEL, ts),
     )
     await store.release(SLACK, cid, "setup", now_ms())
     return cid
@@ -382,3 +382,21 @@ async def test_a_post_that_must_wait_for_its_token_leaves_no_inflight_marker(
     assert b"inflight:slack" not in conv
     assert fake_slack.calls_to("chat.postMessage") == []
     assert len(await pending_ids(store, cid)) == 2
+
+
+async def test_a_post_found_after_a_crash_is_committed_and_the_conversation_handed_back(
+    store: Store, lane: SlackLane, fake_slack: FakeSlack
+) -> None:
+    """Slack accepted the post, the worker died before its commit: the next worker finds it, commits
+    it, and when that empties the outbox it stops there, lease released, instead of carrying on."""
+    root_ts = await lane.slack.post(CHANNEL, "the root, as Slack has it")
+    cid = await thread_opened(store, "rita", 1, ts=root_ts)
+    (entry,) = (await store.fetch(SLACK, cid, 10))[1]
+    assert await claim(store, cid, "w1")
+    await store.mark_inflight(SLACK, cid, "w1", f"{entry.id} {entry.id} {now_ms()}", lease_ms=LEASE_MS)
+    marker = {"first": entry.id, "last": entry.id, "conversation": cid}
+    await lane.slack.post(CHANNEL, "the crashed worker's post", thread_ts=root_ts, marker=marker)
+    assert await lane.deliver(cid, "w1") is HANDED_BACK
+    assert len(fake_slack.calls_to("chat.postMessage")) == 2  # root and that post: found, not posted again
+    assert await pending_ids(store, cid) == []
+    assert await store.redis.exists(store.keys(cid).lease(SLACK)) == 0
