@@ -179,7 +179,8 @@ class AutoPipelineRedis(Redis):
             try:
                 self._pack(connection, [call])
             except Exception as e:
-                call[2].set_exception(DataError(f"cannot send {call[0][0]!r} to Redis: {e}"))
+                if not call[2].done():  # (unless its caller has given up already)
+                    call[2].set_exception(DataError(f"cannot send {call[0][0]!r} to Redis: {e}"))
             else:
                 kept.append(call)
         return Batch(kept, batch.deadline, batch.resent)
@@ -194,10 +195,7 @@ class AutoPipelineRedis(Redis):
             deadline = min((b.deadline for b in self._unsent if b.deadline is not None), default=None)
             try:
                 async with asyncio.timeout_at(deadline):
-                    try:
-                        connection: Connection = await self.connection_pool.get_connection()
-                    except TypeError:  # redis-py < 5.3 wants a command name
-                        connection = await self.connection_pool.get_connection("PING")
+                    connection: Connection = await self.connection_pool.get_connection()
             except TimeoutError as e:
                 raise RedisTimeoutError("no connection to Redis within the deadline") from e
         except BaseException as e:  # every waiting caller gets the failure
