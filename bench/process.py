@@ -17,7 +17,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bridge.embedded import _die_with_parent, free_port
+from bridge.embedded import die_with_parent, free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The bridge reads these from the environment: never inherit the caller's, so a developer's shell
@@ -34,11 +34,11 @@ def clean_env(extra: Mapping[str, str]) -> dict[str, str]:
 
 def _preexec(cpus: set[int] | None) -> Callable[[], None]:
     """In the child before exec: die with the parent (no orphan holding a port), pin to `cpus`."""
-    die_with_parent = _die_with_parent()
+    with_parent = die_with_parent()
 
     def preexec() -> None:
-        if die_with_parent is not None:
-            die_with_parent()
+        if with_parent is not None:
+            with_parent()
         if cpus:
             os.sched_setaffinity(0, cpus)
 

@@ -87,9 +87,9 @@ def free_port(host: str = "127.0.0.1", *, cluster_bus: bool = False) -> int:
     raise OSError(f"no free TCP port pair (PORT, PORT+{_CLUSTER_BUS_OFFSET}) found in {low}-{high}")
 
 
-def _die_with_parent() -> Callable[[], None] | None:
-    """preexec_fn asking Linux to SIGTERM the child when we die, so a crashed or SIGKILLed bridge
-    (or test run) never leaves an orphan valkey-server holding its port and data dir.
+def die_with_parent(sig: signal.Signals = signal.SIGTERM) -> Callable[[], None] | None:
+    """preexec_fn asking Linux to send `sig` to the child when we die, so a crashed or SIGKILLed
+    bridge (or test run) never leaves an orphan (a valkey-server, a bridge) holding a port or data.
 
     Linux ties this to the spawning *thread*: call start() from a long-lived thread (the event loop's),
     never from a short-lived worker thread, or the server is terminated when that thread ends.
@@ -103,10 +103,10 @@ def _die_with_parent() -> Callable[[], None] | None:
     except (OSError, AttributeError):
         return None
     pr_set_pdeathsig = 1
-    sigterm = int(signal.SIGTERM)
+    signal_number = int(sig)
 
     def preexec() -> None:
-        prctl(pr_set_pdeathsig, sigterm, 0, 0, 0)
+        prctl(pr_set_pdeathsig, signal_number, 0, 0, 0)
 
     return preexec
 
@@ -262,7 +262,7 @@ class EmbeddedValkey:
                     stdout=subprocess.DEVNULL,
                     stderr=stderr,
                     start_new_session=True,  # a terminal Ctrl-C reaches us only; we stop it cleanly
-                    preexec_fn=_die_with_parent(),
+                    preexec_fn=die_with_parent(),
                 )
             proc = self._proc
             while time.monotonic() < deadline:

@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from bridge.embedded import free_port
+from bridge.embedded import die_with_parent, free_port
 
 __all__ = ["BridgeFleet", "BridgeProcess", "BridgeProcessError"]
 
@@ -30,20 +30,6 @@ CLI_TIMEOUT_S = 60
 
 class BridgeProcessError(RuntimeError):
     """The bridge did not start, did not stop in time, or answered nonsense (message has the log tail)."""
-
-
-def _pdeathsig_preexec() -> Any:
-    """preexec_fn: SIGKILL the bridge if the test process dies, so no orphan keeps a port or a lease."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-
-    def preexec() -> None:
-        prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-
-    return preexec
 
 
 class BridgeProcess:
@@ -122,7 +108,7 @@ class BridgeProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
-                preexec_fn=_pdeathsig_preexec(),
+                preexec_fn=die_with_parent(signal.SIGKILL),  # no orphan keeps a port or a lease
             )
         self.starts += 1
 
