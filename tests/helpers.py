@@ -7,10 +7,14 @@ import hashlib
 import hmac
 import time
 import urllib.parse
+from pathlib import Path
 from typing import Any
 
 import orjson
 from aiohttp.test_utils import TestClient
+
+from tests.harness.bridge_process import BridgeFleet
+from tests.harness.fake_slack import DEFAULT_TOKEN
 
 WEBHOOK_KEY = "test-webhook-key-0001"
 SIGNING_SECRET = "test-signing-secret-0001"
@@ -229,3 +233,15 @@ class BridgeClient:
         )
         await response.read()
         return response.status
+
+
+def suite_fleet(work_dir: Path, redis_url: str, slack_url: str) -> BridgeFleet:
+    """`bridge serve` processes configured with the suite's webhook key, bot token and channel."""
+    return BridgeFleet(
+        work_dir,
+        redis_url=redis_url,
+        slack_url=slack_url,
+        webhook_key=WEBHOOK_KEY,
+        slack_token=DEFAULT_TOKEN,
+        channel=CHANNEL,
+    )

@@ -14,9 +14,9 @@ import pytest
 
 from bridge.store import conversation_id
 from tests.harness import wait_until
-from tests.harness.bridge_process import BridgeFleet, BridgeProcess
-from tests.harness.fake_slack import DEFAULT_TOKEN, FakeSlack
-from tests.helpers import CHANNEL, WEBHOOK_KEY, escalation, message
+from tests.harness.bridge_process import BridgeProcess
+from tests.harness.fake_slack import FakeSlack
+from tests.helpers import CHANNEL, escalation, message, suite_fleet
 
 DELIVERY = {
     "posts_per_second": 100,
@@ -31,14 +31,7 @@ LINE_NUMBER = re.compile(r"\bm-(\d{3})\b")
 
 @pytest.fixture
 async def bridge(tmp_path: Path, redis_url: str, fake_slack: FakeSlack) -> AsyncIterator[BridgeProcess]:
-    fleet = BridgeFleet(
-        tmp_path,
-        redis_url=redis_url,
-        slack_url=fake_slack.url,
-        webhook_key=WEBHOOK_KEY,
-        slack_token=DEFAULT_TOKEN,
-        channel=CHANNEL,
-    )
+    fleet = suite_fleet(tmp_path, redis_url, fake_slack.url)
     try:
         yield await fleet.start(config={"delivery": DELIVERY})
     finally:

@@ -26,9 +26,9 @@ from redis.asyncio import Redis
 from bridge.embedded import EmbeddedValkey
 from bridge.store import Store, conversation_id
 from tests.harness import wait_until
-from tests.harness.bridge_process import BridgeFleet, BridgeProcess
+from tests.harness.bridge_process import BridgeProcess
 from tests.harness.fake_slack import DEFAULT_TOKEN, FakeSlack, SlackMessage
-from tests.helpers import CHANNEL, WEBHOOK_KEY, escalation, message
+from tests.helpers import CHANNEL, escalation, message, suite_fleet
 
 pytestmark = pytest.mark.slow  # ~1.5 min in all; `-m "not slow"` skips it while iterating
 
@@ -83,14 +83,7 @@ Spawn = Callable[..., Awaitable[BridgeProcess]]
 @pytest.fixture
 async def spawn(tmp_path: Path, redis_url: str, slack: LateAnswerSlack) -> AsyncIterator[Spawn]:
     """Start bridge processes on the test's Redis (or `redis=`) and fake Slack; all reaped after."""
-    fleet = BridgeFleet(
-        tmp_path,
-        redis_url=redis_url,
-        slack_url=slack.url,
-        webhook_key=WEBHOOK_KEY,
-        slack_token=DEFAULT_TOKEN,
-        channel=CHANNEL,
-    )
+    fleet = suite_fleet(tmp_path, redis_url, slack.url)
 
     async def make(
         name: str = "bridge", *, delivery: dict[str, Any] | None = None, redis: str | None = None
