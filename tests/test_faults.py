@@ -209,6 +209,15 @@ async def open_handovers(bridge: BridgeProcess, clients: Sequence[str]) -> dict[
     return {conversation_id("skill1", c): [] for c in clients}
 
 
+async def every_client_sends(
+    bridge: BridgeProcess, clients: Sequence[str], number: int, sent: dict[str, list[int]]
+) -> None:
+    """Line `number` from each client, each acknowledged at the first try, and noted in `sent`."""
+    for client in clients:
+        assert await acknowledged(bridge, line(client, number)) == [200]
+        sent[conversation_id("skill1", client)].append(number)
+
+
 def line(client: str, number: int) -> dict[str, Any]:
     return message(client, f"m-{number:03d}", "ok")
 
@@ -234,9 +243,7 @@ async def test_429_retry_after_is_honoured_and_posts_are_paced(
     window_end = time.monotonic() + 2.5
     sent = await open_handovers(bridges[0], clients)
     for i in range(15):  # 4.5 s of traffic: through the 429 window and on into paced delivery
-        for client in clients:
-            assert await acknowledged(bridges[i % 2], line(client, i)) == [200]
-            sent[conversation_id("skill1", client)].append(i)
+        await every_client_sends(bridges[i % 2], clients, i, sent)
         await asyncio.sleep(0.3)
     await drained(redis_url, slack, 30, timeout_s=40)
 
@@ -284,9 +291,7 @@ async def test_slack_500_then_unreachable_then_recovers(
         nonlocal number
         end = time.monotonic() + seconds
         while time.monotonic() < end:
-            for client in clients:
-                assert await acknowledged(bridge, line(client, number)) == [200]
-                sent[conversation_id("skill1", client)].append(number)
+            await every_client_sends(bridge, clients, number, sent)
             number += 1
             await asyncio.sleep(0.05)
 
@@ -319,9 +324,7 @@ async def test_sigkill_with_100_pending_then_restart(
     sent = await open_handovers(bridge, clients)
     slack.answer_delay_s = 1.0
     for i in range(25):
-        for client in clients:
-            assert await acknowledged(bridge, line(client, i)) == [200]
-            sent[conversation_id("skill1", client)].append(i)
+        await every_client_sends(bridge, clients, i, sent)
     await wait_until(lambda: slack.unanswered > 0, 10)
     pending_at_kill = await pending_entries(redis_url)
     assert await bridge.killed() == -9
@@ -456,9 +459,7 @@ async def test_sigterm_hands_back_in_flight_work_then_a_new_process_finishes(
     sent = await open_handovers(bridge, clients)
     slack.answer_delay_s = 0.4
     for i in range(20):
-        for client in clients:
-            assert await acknowledged(bridge, line(client, i)) == [200]
-            sent[conversation_id("skill1", client)].append(i)
+        await every_client_sends(bridge, clients, i, sent)
     await wait_until(lambda: slack.unanswered > 0, 10)
     started = time.monotonic()
     code = await bridge.terminate(timeout_s=10)
