@@ -25,7 +25,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ import orjson
 import redis
 
 from bench.load import LoadResult, closed_loop, open_loop, percentile
-from bench.process import REPO_ROOT, spawn, stop, wait_http_ok
+from bench.process import REPO_ROOT, spawn_fake_slack, stop, wait_fake_slack
 from bench.run import (
     CHANNEL,
     HOOK_PATH,
@@ -54,7 +53,6 @@ from bench.run import (
     slack_stats,
     users,
 )
-from bridge.embedded import free_port
 from tests.harness.bridge_process import BridgeProcess
 from tests.harness.fake_slack import DEFAULT_TOKEN
 from tests.harness.valkey import HOST, ValkeyCluster
@@ -356,18 +354,11 @@ async def stop_bridges(bridges: Sequence[BridgeProcess]) -> None:
 async def run(work_dir: Path) -> str:
     started = time.monotonic()
     cluster = ValkeyCluster(work_dir / "cluster")
-    slack_port = free_port()
-    slack_proc = spawn(
-        [sys.executable, "-m", "bench.fake_slack_server", "--port", str(slack_port)],
-        env={},
-        log_dir=work_dir,
-        name="fake_slack",
-    )
-    slack = f"http://127.0.0.1:{slack_port}"
+    slack_proc, slack = spawn_fake_slack(work_dir)
     bridges: list[BridgeProcess] = []
     try:
         seed = await cluster.start(timeout_s=30)
-        await wait_http_ok(f"{slack}/bench/stats", slack_proc, 15, lambda: "fake Slack did not start")
+        await wait_fake_slack(slack_proc, slack)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
             bridges = await start_bridges(work_dir, seed, slack)
             mem = await memory(cluster, bridges)

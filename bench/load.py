@@ -51,6 +51,10 @@ class LoadResult:
     def percentile(self, q: float) -> float:
         return percentile(self.latencies_s, q)
 
+    def record(self, status: int, latency_s: float) -> None:
+        self.latencies_s.append(latency_s)
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+
     @property
     def non_2xx(self) -> int:
         return sum(n for status, n in self.statuses.items() if not 200 <= status < 300)
@@ -151,8 +155,7 @@ async def closed_loop(
             except OSError:
                 result.errors += 1
                 return
-            result.latencies_s.append(time.monotonic() - started)
-            result.statuses[status] = result.statuses.get(status, 0) + 1
+            result.record(status, time.monotonic() - started)
 
     started = time.monotonic()
     try:
@@ -189,8 +192,7 @@ async def open_loop(
         except OSError:
             result.errors += 1
             return
-        result.latencies_s.append(time.monotonic() - due)
-        result.statuses[status] = result.statuses.get(status, 0) + 1
+        result.record(status, time.monotonic() - due)
         idle.put_nowait(conn)
 
     start = time.monotonic()

@@ -178,3 +178,20 @@ class BridgeProcess:
 
     def rss_bytes(self) -> int:
         return rss_bytes(self.pid)
+
+
+def spawn_fake_slack(log_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """bench/fake_slack_server.py in a process of its own: the process and its base URL. Start-up
+    goes on meanwhile; wait_fake_slack() returns once it answers."""
+    port = free_port()
+    proc = spawn(
+        [sys.executable, "-m", "bench.fake_slack_server", "--port", str(port)],
+        env={},
+        log_dir=log_dir,
+        name="fake_slack",
+    )
+    return proc, f"http://127.0.0.1:{port}"
+
+
+async def wait_fake_slack(proc: subprocess.Popen[bytes], url: str) -> None:
+    await wait_http_ok(f"{url}/bench/stats", proc, 15, lambda: "fake Slack did not start")

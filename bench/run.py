@@ -45,7 +45,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.fake_slack_server import stamp
 from bench.load import LoadResult, closed_loop, http_post, open_loop, percentile
-from bench.process import REPO_ROOT, BridgeProcess, spawn, stop, wait_http_ok
+from bench.process import (
+    REPO_ROOT,
+    BridgeProcess,
+    spawn,
+    spawn_fake_slack,
+    stop,
+    wait_fake_slack,
+    wait_http_ok,
+)
 from bridge.embedded import EmbeddedValkey, free_port
 from tests.harness.fake_slack import DEFAULT_TOKEN
 from tests.helpers import escalation, message
@@ -558,14 +566,7 @@ async def run(work_dir: Path) -> str:
     started = time.monotonic()
     valkey = EmbeddedValkey(work_dir / "valkey")
     redis_url = await valkey.start()
-    slack_port = free_port()
-    slack_proc = spawn(
-        [sys.executable, "-m", "bench.fake_slack_server", "--port", str(slack_port)],
-        env={},
-        log_dir=work_dir,
-        name="fake_slack",
-    )
-    slack = f"http://127.0.0.1:{slack_port}"
+    slack_proc, slack = spawn_fake_slack(work_dir)
     slack_url = f"{slack}/api/"
     config = work_dir / "config.yaml"
     config.write_text(BENCH_CONFIG)
@@ -574,7 +575,7 @@ async def run(work_dir: Path) -> str:
     bare_proc = None
     bridge: BridgeProcess | None = None
     try:
-        await wait_http_ok(f"{slack}/bench/stats", slack_proc, 15, lambda: "fake Slack did not start")
+        await wait_fake_slack(slack_proc, slack)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
             # 1. the ceiling
             bare_port = free_port()
