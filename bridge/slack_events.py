@@ -144,26 +144,15 @@ class SlackEvents:
             if cid is None:
                 self._ignore("interaction", "unknown_thread", channel=channel, thread_ts=root_ts)
                 continue
-            now_ms = int(time.time() * 1000)
-            if action_id == CLAIM_ACTION:
-                status = await self.store.claim_handover(
-                    cid,
-                    thread_ts=root_ts,
-                    agent_id=agent_id,
-                    agent_name=agent_name,
-                    now_ms=now_ms,
-                    replies=self.replies_enabled,
-                )
-            else:
-                status = await self.store.resolve_handover(
-                    cid,
-                    thread_ts=root_ts,
-                    agent_id=agent_id,
-                    agent_name=agent_name,
-                    now_ms=now_ms,
-                    replies=self.replies_enabled,
-                    reason="agent",
-                )
+            change = self.store.claim_handover if action_id == CLAIM_ACTION else self.store.resolve_handover
+            status = await change(
+                cid,
+                thread_ts=root_ts,
+                agent_id=agent_id,
+                agent_name=agent_name,
+                now_ms=int(time.time() * 1000),
+                replies=self.replies_enabled,
+            )
             outcome = "done" if status > 0 else ("unchanged" if status == 0 else "not_open")
             self.metrics.slack_events.labels(action_id, outcome).inc()
             log.info(

@@ -593,7 +593,7 @@ class Store:
         agent_name: str,
         now_ms: int,
         replies: bool,
-        reason: str,
+        reason: str = "agent",  # or "idle" (with idle_before_ms), from the idle auto-resolve
         idle_before_ms: int = 0,
     ) -> int:
         k = self.keys(cid)
