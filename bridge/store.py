@@ -171,14 +171,9 @@ def _keys(partitions: int, cid: str) -> Keys:
     return Keys(zlib.crc32(cid.encode()) % partitions, cid)
 
 
-def thread_field(hid: str) -> str:
-    """The conversation hash field holding "<channel> <ts>" of handover `hid`'s root message."""
-    return f"t:{hid}"
-
-
 def thread_in(conv: dict[str, str], hid: str) -> tuple[str, str] | None:
     """(channel, ts) of the root posted for handover `hid`, read from a fetched conversation hash."""
-    channel, _, ts = conv.get(thread_field(hid), "").partition(" ")
+    channel, _, ts = conv.get(f"t:{hid}", "").partition(" ")  # commit.lua writes "<channel> <ts>"
     return (channel, ts) if ts else None
 
 
