@@ -16,6 +16,7 @@ from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
 from .events import EventError, IgnoredEvent, SmartlyEvent, parse_event
+from .logs import info_line
 from .rules import Decision
 from .runtime import BRIDGE, Bridge
 from .store import SLACK, STORE_DEADLINE_S, STORE_ERRORS, RecordResult, body_digest
@@ -118,7 +119,7 @@ async def smartly_hook(request: web.Request) -> web.Response:
             **fields,
         )
     metrics.webhook_event(event.event, "recorded")
-    log.info("webhook_recorded", queued=result.queued, **fields)
+    info_line("webhook_recorded", {"queued": result.queued, **fields})
     return ok()
 
 

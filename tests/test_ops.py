@@ -4,6 +4,7 @@ per event, conversation fields bound) where no secret ever shows, and the contai
 from __future__ import annotations
 
 import asyncio
+import io
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -12,13 +13,14 @@ from typing import Any
 
 import aiohttp
 import orjson
+import structlog
 import yaml
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.app import create_app
 from bridge.embedded import EmbeddedValkey
-from bridge.logs import SecretScrubber
+from bridge.logs import SecretScrubber, configure_logging, info_line
 from bridge.settings import Settings
 from bridge.slack_format import RESOLVE_ACTION
 from tests.conftest import app_config
@@ -445,6 +447,40 @@ def test_scrubbed_lines_stay_json_and_lose_every_form_of_a_secret() -> None:
         }
     clean = orjson.dumps({"hid": 7, "text": "nothing here"})
     assert scrub(None, "info", clean) is clean  # the common case: untouched, not re-encoded
+
+
+async def test_info_line_writes_what_the_structlog_chain_writes_scrubbed_and_levelled() -> None:
+    """The webhook path's shortcut past structlog's chain renders the same line (bar the clock),
+    cleans secrets as the chain does, and is silent when info is below the configured level."""
+    secret = "xoxb-secret-in-a-value"
+
+    class Binary(io.StringIO):  # a text stream with a binary buffer, as sys.stdout
+        def __init__(self) -> None:
+            super().__init__()
+            self.buffer = io.BytesIO()
+
+    def lines(stream: Binary) -> list[dict[str, Any]]:
+        return [orjson.loads(line) for line in stream.buffer.getvalue().splitlines()]
+
+    try:
+        stream = Binary()
+        configure_logging("info", [secret], stream=stream)
+        fields = {"queued": True, "smartly_event": "message_received", "cid": "s1:c1", "note": secret}
+        structlog.get_logger("t").info("webhook_recorded", **fields)
+        info_line("webhook_recorded", fields)
+        await asyncio.sleep(0)  # lines are written once per loop turn
+        chain, shortcut = lines(stream)
+        assert shortcut["note"] == "[redacted]" and secret not in stream.buffer.getvalue().decode()
+        assert shortcut.pop("timestamp")[:10] == chain.pop("timestamp")[:10]
+        assert list(shortcut.items()) == list(chain.items())  # same keys, same order, same values
+
+        quiet = Binary()
+        configure_logging("warning", [secret], stream=quiet)
+        info_line("webhook_recorded", fields)
+        await asyncio.sleep(0)
+        assert quiet.buffer.getvalue() == b""
+    finally:
+        configure_logging("info")
 
 
 def test_dockerfile_slim_non_root_healthcheck_config_and_port() -> None:
