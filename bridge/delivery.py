@@ -72,7 +72,9 @@ class HandedBack:
 
 
 HANDED_BACK = HandedBack()
-Posted = HandedBack | None  # after a post: HANDED_BACK when its commit released the conversation
+# After a post: HANDED_BACK when its commit released the conversation, what is left when the commit
+# read it (the next round needs no fetch), None otherwise.
+Posted = HandedBack | Fetched | None
 
 
 class Lane:
@@ -174,6 +176,7 @@ class SlackLane(Lane):
                 continue
             if posted is HANDED_BACK:  # nothing left, and the commit released the lease
                 return HANDED_BACK
+            fetched = posted  # what the commit read of the entries left (None: fetch them)
 
     async def _failed(self, cid: str, head: OutboxEntry, channel: str, e: SlackFailure) -> None:
         if e.retry_after_s is not None:
@@ -187,28 +190,32 @@ class SlackLane(Lane):
         raise await self.ctx.retry_later(SLACK, cid, e.reason)
 
     async def _begin_post(self, cid: str, worker: str, channel: str, first: str, last: str) -> bool:
-        """Take a posting token for `channel` and mark the post in flight, side by side (one round
-        trip when auto-pipelined; they live in different cluster slots, so not in one script). False
-        when a short wait for the token was slept through instead: re-read the outbox then, more
-        lines may have arrived to coalesce into the next post."""
+        """Take a posting token for `channel` and mark the post in flight. False when a short wait
+        for the token was slept through instead: re-read the outbox then, more lines may have
+        arrived to coalesce into the next post."""
         s = self.ctx.settings()
-        wait, marked = await asyncio.gather(
-            self.ctx.store.take_token(channel, now_ms(), s.posts_per_second, s.burst),
-            self._mark_inflight(cid, worker, first, last),
+        held, wait = await self.ctx.store.begin_post(
+            SLACK,
+            cid,
+            worker,
+            f"{first} {last} {now_ms()}",
+            channel=channel,
+            now_ms=now_ms(),
+            per_second=s.posts_per_second,
+            burst=s.burst,
+            lease_ms=self.ctx.lease_ms(),
         )
-        if not marked:  # (the token taken beside it is lost: a rare case, not worth a round trip)
+        if not held:
             raise lease_lost(SLACK, cid, first)
         if wait <= 0:
             return True
-        # No post under this marker after all: left behind, it would cost a Slack lookup next time.
-        await self.ctx.store.mark_inflight(SLACK, cid, worker, "", lease_ms=self.ctx.lease_ms())
         if wait > MAX_HELD_WAIT_MS:
             raise Retry(now_ms() + wait)
         await asyncio.sleep(wait / 1000)
         return False
 
     # Each poster returns HANDED_BACK when its commit left nothing and released the conversation;
-    # None to go on (entries left, or no post made).
+    # what is left when its commit read it; None to go on (entries left, or no post made).
 
     async def _post_root(self, cid: str, worker: str, head: OutboxEntry, channel: str) -> Posted:
         if not await self._begin_post(cid, worker, channel, head.id, head.id):
@@ -262,11 +269,19 @@ class SlackLane(Lane):
         """Drop what Slack accepted, handing the conversation back when nothing is left; stop here
         when the lease turned out to be gone meanwhile."""
         commit = await self.ctx.store.commit(
-            SLACK, cid, worker, ids, lease_ms=self.ctx.lease_ms(), now_ms=now_ms(), release=True, **root
+            SLACK,
+            cid,
+            worker,
+            ids,
+            lease_ms=self.ctx.lease_ms(),
+            now_ms=now_ms(),
+            release=True,
+            fetch_limit=self.fetch_limit,
+            **root,
         )
         if not commit.held:
             raise lease_lost(SLACK, cid, ids[-1])
-        return HANDED_BACK if commit.released else None
+        return HANDED_BACK if commit.released else commit.fetched
 
     @staticmethod
     def _marker(cid: str, first: str, last: str) -> dict[str, str]:

@@ -239,11 +239,13 @@ class OutboxEntry:
 @dataclass(frozen=True, slots=True)
 class Commit:
     """`held`: the lease was still ours (False: stop, another worker has the conversation).
-    `pending`: entries left in the lane. `released`: none were, and the conversation was handed back."""
+    `pending`: entries left in the lane. `released`: none were, and the conversation was handed back.
+    `fetched`: what is left, when asked for (fetch_limit)."""
 
     held: bool
     pending: int
     released: bool = False
+    fetched: Fetched | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +281,7 @@ class Store:
             "replay",
             "mark_inflight",
             "take_token",
+            "begin_post",
             "pause_channel",
             "agent_message",
             "claim_handover",
@@ -477,12 +480,14 @@ class Store:
         root: tuple[str, str, str] | None = None,
         replies: bool = False,
         release: bool = False,
+        fetch_limit: int = 0,
     ) -> Commit:
         """Drop delivered entries; `root` = (hid, channel, ts) of a root message that was just posted;
-        `release`: hand the conversation back too if nothing is left (saves release()'s call)."""
+        `release`: hand the conversation back too if nothing is left (saves release()'s call);
+        `fetch_limit`: when entries are left, read them as fetch() would (saves fetch()'s call)."""
         k = self.keys(cid)
         hid, channel, ts = root or ("", "", "")
-        held, pending, released = await self._eval(
+        held, pending, released, *fetched = await self._eval(
             "commit",
             [k.conv, k.out(lane), k.lease(lane), k.stats, k.out(REPLY), k.ready(REPLY), k.ready(lane)],
             [
@@ -496,10 +501,11 @@ class Store:
                 now_ms,
                 cid,
                 _flag(release),
+                fetch_limit,
                 *ids,
             ],
         )
-        return Commit(bool(held), int(pending), bool(released))
+        return Commit(bool(held), int(pending), bool(released), _fetched(*fetched) if fetched else None)
 
     async def release(self, lane: str, cid: str, worker: str, due_ms: int) -> bool:
         """Hand the conversation back; returns True when entries remain (due again at `due_ms`)."""
@@ -521,6 +527,39 @@ class Store:
     async def take_token(self, channel: str, now_ms: int, per_second: float, burst: int) -> int:
         """Milliseconds to wait before the next post to `channel` (0: go now, token taken)."""
         return int(await self._eval("take_token", [rate_key(channel)], [now_ms, per_second, burst]))
+
+    async def begin_post(
+        self,
+        lane: str,
+        cid: str,
+        worker: str,
+        marker: str,
+        *,
+        channel: str,
+        now_ms: int,
+        per_second: float,
+        burst: int,
+        lease_ms: int,
+    ) -> tuple[bool, int]:
+        """Before a post: (lease still held, ms to wait for a token). With a token taken (0), the
+        in-flight marker is written and the lease renewed; without one, no marker is left behind.
+        One call on standalone Redis; in a cluster the bucket lives in another slot, so two, side by
+        side (a token taken beside a lease found lost is wasted then: rare, not worth a round trip)."""
+        k = self.keys(cid)
+        if not isinstance(self.redis, RedisCluster):
+            held, wait = await self._eval(
+                "begin_post",
+                [k.conv, k.lease(lane), rate_key(channel)],
+                [worker, lease_ms, lane, marker, now_ms, per_second, burst],
+            )
+            return bool(held), int(wait)
+        wait, held = await asyncio.gather(
+            self.take_token(channel, now_ms, per_second, burst),
+            self.mark_inflight(lane, cid, worker, marker, lease_ms=lease_ms),
+        )
+        if held and wait > 0:  # no post under this marker after all
+            held = await self.mark_inflight(lane, cid, worker, "", lease_ms=lease_ms)
+        return held, wait
 
     async def pause_channel(self, channel: str, until_ms: int, now_ms: int) -> None:
         await self._eval("pause_channel", [rate_key(channel)], [until_ms, now_ms])

@@ -32,6 +32,7 @@ from tests.harness import wait_until
 from tests.harness.fake_slack import FakeSlack, SlackMessage
 from tests.harness.valkey import HOST, ValkeyCluster
 from tests.helpers import CHANNEL, BridgeClient, escalation, message
+from tests.test_outbox import begin_post_keeps_token_marker_and_lease_together
 
 BridgeOn = Callable[..., Awaitable[BridgeClient]]
 ClusterBridge = Callable[..., Awaitable[BridgeClient]]
@@ -129,6 +130,15 @@ async def test_every_key_of_a_conversation_and_its_partition_is_in_one_slot(
     assert (p.conv_prefix + cid, p.out_prefix(SLACK) + cid) == (k.conv, k.out(SLACK))
     other = Keys((k.partition + 1) % store.partitions, cid)
     assert await cluster_redis.execute_command("CLUSTER KEYSLOT", other.conv) not in slots
+
+
+async def test_begin_post_in_a_cluster_takes_two_calls_with_the_same_outcome(
+    cluster_bridge: ClusterBridge,
+) -> None:
+    """The channel's bucket lives in another slot than the conversation: no one script for both."""
+    store = store_of(await cluster_bridge())
+    user = uuid.uuid4().hex[:12]
+    await begin_post_keeps_token_marker_and_lease_together(store, user, f"C{user.upper()}")
 
 
 async def test_history_escalation_and_live_follow_across_two_replicas(

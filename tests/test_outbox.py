@@ -14,6 +14,7 @@ import aiohttp
 import orjson
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from bridge.config import DeliverySection, FileConfig
 from bridge.delivery import HANDED_BACK, DeliveryContext, Retry, SlackLane
@@ -194,6 +195,51 @@ async def test_inflight_marker_is_written_only_by_the_lease_holder(store: Store)
     assert (await store.conversation(cid))["inflight:slack"] == "1-0 1-0 0"
     assert not await store.mark_inflight(SLACK, cid, "w2", "2-0 2-0 0", lease_ms=LEASE_MS)
     assert (await store.conversation(cid))["inflight:slack"] == "1-0 1-0 0"
+
+
+async def begin_post_keeps_token_marker_and_lease_together(store: Store, client: str, channel: str) -> None:
+    """Store.begin_post, on standalone Redis (one script) and in a cluster (two calls): the lease
+    holder gets a token and its marker; without a token, no marker is left; a worker that lost the
+    lease gets neither (standalone: the token stays in the bucket)."""
+    cid = await open_thread(store, client, 1)
+    assert await claim(store, cid, "w1", lease_ms=300)
+    begin = {"channel": channel, "per_second": 1.0, "burst": 1, "lease_ms": LEASE_MS}
+    assert await store.begin_post(SLACK, cid, "w1", "1-0 1-0 0", now_ms=now_ms(), **begin) == (True, 0)
+    assert (await store.conversation(cid))["inflight:slack"] == "1-0 1-0 0"
+    assert await store.redis.pttl(store.keys(cid).lease(SLACK)) > LEASE_MS - 1000  # renewed for a post
+
+    held, wait = await store.begin_post(SLACK, cid, "w1", "2-0 2-0 0", now_ms=now_ms(), **begin)
+    assert held and 900 <= wait <= 1000  # the bucket is empty: no post now, and no marker for one
+    assert "inflight:slack" not in await store.conversation(cid)
+
+    later = now_ms() + 1000
+    assert await store.begin_post(SLACK, cid, "w2", "3-0 3-0 0", now_ms=later, **begin) == (False, 0)
+    assert "inflight:slack" not in await store.conversation(cid)
+    if not isinstance(store.redis, RedisCluster):
+        assert await store.take_token(channel, later, 1.0, 1) == 0  # w2 took no token
+
+
+async def test_begin_post_keeps_token_marker_and_lease_together(store: Store) -> None:
+    await begin_post_keeps_token_marker_and_lease_together(store, "jack", "CBEGIN")
+
+
+async def test_a_commit_that_leaves_entries_reads_them_for_the_next_post(store: Store) -> None:
+    cid = await open_thread(store, "lena", 3)
+    _, entries = await store.fetch(SLACK, cid, 100)
+    assert await claim(store, cid, "w1")
+    commit = await store.commit(
+        SLACK, cid, "w1", [entries[0].id], lease_ms=LEASE_MS, now_ms=now_ms(), release=True, fetch_limit=2
+    )
+    assert (commit.held, commit.pending, commit.released) == (True, 3, False)
+    assert commit.fetched is not None
+    conv, left = commit.fetched
+    assert [e.id for e in left] == [e.id for e in entries[1:3]]  # the oldest, up to fetch_limit
+    assert conv == await store.conversation(cid)
+    last = await store.commit(
+        SLACK, cid, "w1", [e.id for e in entries[1:]], lease_ms=LEASE_MS, now_ms=now_ms(), release=True,
+        fetch_limit=2,
+    )  # fmt: skip
+    assert (last.held, last.pending, last.released, last.fetched) == (True, 0, True, None)
 
 
 # --- dead letters ----------------------------------------------------------------------------------

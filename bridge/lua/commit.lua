@@ -4,14 +4,16 @@
 -- retry count alone (they belong to the worker now holding the lease) and learns it from the 0.
 -- With release = '1', a worker whose lease holds and whose outbox is now empty also hands the
 -- conversation back, as release.lua would (atomic with record.lua's append: no wake-up is lost).
+-- With fetch_limit > 0, a worker whose lease holds and whose outbox is not empty also gets what
+-- fetch.lua would return, for its next post (one call per post saved).
 -- KEYS: conv, out, lease, stats, out_reply, ready_reply, ready
 -- ARGV: worker, lease_ms, lane, root_hid|'', root_channel, root_ts, replies ('1'|'0'), now, cid,
---       release ('1'|'0'), ids...
--- Returns {held (1|0), entries still pending in this lane, released (1|0)}
+--       release ('1'|'0'), fetch_limit, ids...
+-- Returns {held (1|0), entries still pending in this lane, released (1|0)[, flat conv hash, entries]}
 local conv, lane = KEYS[1], ARGV[3]
 local held = redis.call('GET', KEYS[3]) == ARGV[1]
 local ids = {}
-for i = 11, #ARGV do ids[#ids + 1] = ARGV[i] end
+for i = 12, #ARGV do ids[#ids + 1] = ARGV[i] end
 if #ids > 0 then
   local removed = redis.call('XDEL', KEYS[2], unpack(ids))
   redis.call('HINCRBY', KEYS[4], lane, -removed)
@@ -40,4 +42,8 @@ if pending == 0 and ARGV[10] == '1' then
   return {1, 0, 1}
 end
 redis.call('PEXPIRE', KEYS[3], ARGV[2])
+local limit = tonumber(ARGV[11])
+if pending > 0 and limit > 0 then
+  return {1, pending, 0, redis.call('HGETALL', conv), redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', limit)}
+end
 return {1, pending, 0}

@@ -8,6 +8,40 @@ local function enqueue(out, ready, stats, lane, cid, now, ...)
   redis.call('HINCRBY', stats, lane, 1)
 end
 
+-- Token bucket shared by every replica: how long to wait (ms) before posting to this channel (0: a
+-- token was taken). A 429's Retry-After pauses the whole channel through `paused_until`.
+local function take_token(bucket, now, rate, burst)
+  local b = redis.call('HMGET', bucket, 'tokens', 'at', 'paused_until')
+  local paused = tonumber(b[3] or '0')
+  if paused > now then return paused - now end
+  local tokens = tonumber(b[1] or burst)
+  local at = tonumber(b[2] or now)
+  tokens = math.min(burst, tokens + (now - at) * rate / 1000)
+  local wait = 0
+  if tokens >= 1 then
+    tokens = tokens - 1
+  else
+    wait = math.ceil((1 - tokens) * 1000 / rate)
+  end
+  redis.call('HSET', bucket, 'tokens', tostring(tokens), 'at', now)
+  redis.call('PEXPIRE', bucket, math.ceil(burst * 1000 / rate) + 60000)
+  return wait
+end
+
+-- Last step before a post: only the lease holder may post, and a post gets a whole lease to finish.
+-- Writes the in-flight marker ("<first id> <last id> <started ms>", '' clears it) and renews the
+-- lease, or does nothing and returns 0 when the lease has passed to another worker.
+local function mark_inflight(conv, lease, worker, lease_ms, lane, marker)
+  if redis.call('GET', lease) ~= worker then return 0 end
+  redis.call('PEXPIRE', lease, lease_ms)
+  if marker == '' then
+    redis.call('HDEL', conv, 'inflight:' .. lane)  -- the post did not start after all
+  else
+    redis.call('HSET', conv, 'inflight:' .. lane, marker)
+  end
+  return 1
+end
+
 -- A lifecycle notification for the owner's reply endpoint, built from the conversation hash.
 local function lifecycle(conv, kind, now, agent_id, agent_name, thread_ts)
   local c = redis.call('HMGET', conv, 'skill_id', 'client_id', 'user_id', 'platform', 'lang', 'hid')
