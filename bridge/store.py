@@ -31,7 +31,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote, unquote
 
 import orjson
@@ -214,8 +214,11 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-@dataclass(frozen=True, slots=True)
-class RecordResult:
+# Values built per webhook, per outbox entry and per post: NamedTuples, immutable like the frozen
+# dataclasses around them at a third of their cost to build.
+
+
+class RecordResult(NamedTuple):
     recorded: bool
     queued: bool
     opened: bool
@@ -224,8 +227,7 @@ class RecordResult:
     cid: str
 
 
-@dataclass(frozen=True, slots=True)
-class OutboxEntry:
+class OutboxEntry(NamedTuple):
     """One stream entry: `kind` root|hist|line|note|update (slack), agent_message|lifecycle (reply)."""
 
     id: str
@@ -236,8 +238,7 @@ class OutboxEntry:
     after_claim: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Commit:
+class Commit(NamedTuple):
     """`held`: the lease was still ours (False: stop, another worker has the conversation).
     `pending`: entries left in the lane. `released`: none were, and the conversation was handed back.
     `fetched`: what is left, when asked for (fetch_limit)."""
