@@ -309,6 +309,9 @@ class AutoPipelineRedis(Redis):
             if isinstance(reply, ResponseError):
                 replies.append(options.get(EMPTY_RESPONSE, reply))
                 continue
+            if args[0] not in self.response_callbacks:  # EVALSHA and most others: the reply as is
+                replies.append(reply)
+                continue
             try:
                 replies.append(await self._parsed(args[0], reply, options))
             except Exception as e:  # a callback that chokes on its reply fails that command only

@@ -171,6 +171,13 @@ def _keys(partitions: int, cid: str) -> Keys:
     return Keys(zlib.crc32(cid.encode()) % partitions, cid)
 
 
+@functools.lru_cache(maxsize=16384)
+def _record_keys(partitions: int, cid: str) -> tuple[str, str, str, str, str, str]:
+    """record.lua's keys but the dedupe one, built once per conversation instead of per webhook."""
+    k = _keys(partitions, cid)
+    return k.conv, k.hist, k.out(SLACK), k.ready(SLACK), k.open, k.stats
+
+
 def thread_in(conv: dict[str, str], hid: str) -> tuple[str, str] | None:
     """(channel, ts) of the root posted for handover `hid`, read from a fetched conversation hash."""
     channel, _, ts = conv.get(f"t:{hid}", "").partition(" ")  # commit.lua writes "<channel> <ts>"
@@ -353,8 +360,8 @@ class Store:
         ttl_ms: int,
         shown_on_open: int,
     ) -> tuple[list[str], list[Any]]:
-        k = self.keys(cid)
-        keys = [k.conv, k.hist, k.out(SLACK), k.ready(SLACK), k.open, k.dedupe(body_digest), k.stats]
+        conv, hist, out, ready, open_, stats = _record_keys(self.partitions, cid)
+        keys = [conv, hist, out, ready, open_, self.keys(cid).dedupe(body_digest), stats]
         args: list[Any] = [
             now_ms,
             dedupe_ms,
