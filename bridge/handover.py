@@ -72,10 +72,12 @@ class Handover:
         self.config = config
         self.default_channel = default_channel
         self.clock = clock
+        self._limits_of: tuple[FileConfig | None, tuple[int, int, int, int]] = (None, (0, 0, 0, 0))
 
     def prepare(self, event: SmartlyEvent, digest: str) -> tuple[list[str], list[Any], rules.Decision | None]:
         """Pure part of recording: the script's keys and args, and the rules' decision."""
         config = self.config()
+        dedupe_ms, hist_max, ttl_ms, shown_on_open = self._limits(config)
         now = self.clock()
         now_ms = int(now.timestamp() * 1000)
         decision = rules.decide(event, config, self.default_channel(), now)
@@ -94,12 +96,26 @@ class Handover:
             # An escalation body carries no id or time, so a user's next escalation after a resolve is
             # byte-identical to the first: deduping it would swallow it. It needs no dedupe either: while
             # a handover is open a repeat changes nothing.
-            dedupe_ms=int(config.webhook.dedupe_window_s * 1000) if event.is_message else 0,
-            hist_max=config.history.max_entries,
-            ttl_ms=int(config.history.ttl_s * 1000),
-            shown_on_open=config.history.shown_on_open,
+            dedupe_ms=dedupe_ms if event.is_message else 0,
+            hist_max=hist_max,
+            ttl_ms=ttl_ms,
+            shown_on_open=shown_on_open,
         )
         return keys, args, decision
+
+    def _limits(self, config: FileConfig) -> tuple[int, int, int, int]:
+        """(dedupe_ms, hist_max, ttl_ms, shown_on_open), read once per config (it is reloadable)."""
+        cached_for, limits = self._limits_of
+        if config is not cached_for:
+            history = config.history
+            limits = (
+                int(config.webhook.dedupe_window_s * 1000),
+                history.max_entries,
+                int(history.ttl_s * 1000),
+                history.shown_on_open,
+            )
+            self._limits_of = (config, limits)
+        return limits
 
     async def record(self, event: SmartlyEvent, digest: str) -> tuple[RecordResult, rules.Decision | None]:
         keys, args, decision = self.prepare(event, digest)

@@ -66,20 +66,26 @@ scrubber = SecretScrubber()
 
 
 class FastTimeStamper:
-    """ISO-8601 UTC with milliseconds, as structlog's TimeStamper(fmt="iso") but at a fifth of the
-    cost: the date and time to the second are formatted once per second."""
+    """ISO-8601 UTC with milliseconds, as structlog's TimeStamper(fmt="iso") but at a fraction of the
+    cost: the date and time to the second are formatted once per second, the whole stamp once per
+    millisecond (at thousands of lines a second, most lines share their millisecond)."""
 
     def __init__(self) -> None:
         self._second = -1
         self._prefix = ""
+        self._ms = -1
+        self._stamp = ""
 
     def __call__(self, logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-        now = time.time()
-        second = int(now)
-        if second != self._second:
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self._second = second
-        event_dict["timestamp"] = f"{self._prefix}.{int((now - second) * 1000):03d}Z"
+        ms = int(time.time() * 1000)
+        if ms != self._ms:
+            second, milli = divmod(ms, 1000)
+            if second != self._second:
+                self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+                self._second = second
+            self._ms = ms
+            self._stamp = f"{self._prefix}.{milli:03d}Z"
+        event_dict["timestamp"] = self._stamp
         return event_dict
 
 
