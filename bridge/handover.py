@@ -13,7 +13,7 @@ from typing import Any
 from . import rules
 from .config import FileConfig
 from .events import SmartlyEvent
-from .store import RecordResult, Store, conversation_id
+from .store import Store, conversation_id
 
 
 def history_entry(event: SmartlyEvent, now_ms: int) -> dict[str, Any] | None:
@@ -59,7 +59,8 @@ def root_header(event: SmartlyEvent, decision: rules.Decision) -> dict[str, Any]
 
 
 class Handover:
-    """Records Smartly events. `config` returns the current (hot-reloadable) file config."""
+    """Turns Smartly events into one record.lua call (the web handler sends it). `config` returns the
+    current (hot-reloadable) file config."""
 
     def __init__(
         self,
@@ -116,7 +117,3 @@ class Handover:
             )
             self._limits_of = (config, limits)
         return limits
-
-    async def record(self, event: SmartlyEvent, digest: str) -> tuple[RecordResult, rules.Decision | None]:
-        keys, args, decision = self.prepare(event, digest)
-        return await self.store.record(keys, args), decision

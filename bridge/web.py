@@ -128,21 +128,19 @@ async def _record(
 ) -> tuple[RecordResult, Decision | None, dict[str, int] | None]:
     """Record the event within the store deadline; the third value says how short replication fell
     when redis.wait_replicas asks for replicas (None: as durable as configured)."""
+    keys, args, decision = bridge.handover.prepare(event, digest)
     redis_config = bridge.config().redis
     wanted = redis_config.wait_replicas
     if wanted:
         async with asyncio.timeout(STORE_DEADLINE_S + redis_config.wait_timeout_ms / 1000):
-            keys, args, decision = bridge.handover.prepare(event, digest)
             result, acked = await bridge.store.record_and_wait(
                 keys, args, wanted, redis_config.wait_timeout_ms
             )
         return result, decision, ({"acked": acked, "wanted": wanted} if acked < wanted else None)
     if bridge.store.bounded:  # the client itself answers within the deadline: no timer per webhook
-        result, decision = await bridge.handover.record(event, digest)
-    else:
-        async with asyncio.timeout(STORE_DEADLINE_S):
-            result, decision = await bridge.handover.record(event, digest)
-    return result, decision, None
+        return await bridge.store.record(keys, args), decision, None
+    async with asyncio.timeout(STORE_DEADLINE_S):
+        return await bridge.store.record(keys, args), decision, None
 
 
 def _verified_body(request: web.Request, body: bytes, bridge: Bridge) -> bool:
