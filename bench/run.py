@@ -5,12 +5,13 @@
   3. mirror    the same while 50 handovers are open: every second event belongs to one of them and is
                mirrored to a fake Slack running in its own process
 
-Then a fixed-rate pass at half of each peak, after 1 s of unmeasured load at that rate (ack latency
-without queueing, and webhook → fake Slack delay), on a fresh bridge, an emptied Valkey with a
-compacted AOF (automatic AOF rewrites off) and an emptied fake Slack, so that what the peak passes
-left behind (AOF rewrites above all: a fork, then seconds of a second process on the load
-generator's CPU) is not measured; Redis memory per conversation at the default history size, and
-the bridge's RSS at 10,000 conversations. The table goes to stdout and bench-results/latest.md.
+Then fixed-rate passes at half of each peak (ack latency without queueing, and webhook → fake Slack
+delay), BENCH_ROUNDS of each, each after 1 s of unmeasured load at its rate. They start on a fresh
+bridge, an emptied Valkey with a compacted AOF (automatic AOF rewrites off) and an emptied fake
+Slack, so that what the peak passes left behind (AOF rewrites above all: a fork, then seconds of a
+second process on the load generator's CPU) is not measured. Then Redis memory per conversation at
+the default history size, and the bridge's RSS at 10,000 conversations. The table goes to stdout
+and bench-results/latest.md.
 
 Load: wrk (-t1, a Lua script rotating users and numbering messages, so no body repeats and the
 dedupe path is never taken) when installed, else bench/load.py; fixed-rate passes always use
@@ -60,8 +61,8 @@ from tests.helpers import escalation, message
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "50"))
-# Each peak pass runs this many times and the best is kept: on a shared machine, interference only
-# ever lowers throughput.
+# Each peak pass runs this many times and the best is kept (on a shared machine, interference only
+# ever lowers throughput); each fixed-rate pass too, and every round of those is reported.
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2"))
 WARM_UP_S = 1.0  # before each fixed-rate pass, at its rate
 KEY = "bench-webhook-key-0001"
@@ -757,8 +758,9 @@ def render(
         "into one post per thread and token.",
         "",
         "Fixed rate, half of the peak (targets: p99 ack ≤ 5 ms, webhook → visible in Slack p99 ≤ 50 ms), "
-        "on a fresh bridge, an emptied Valkey (AOF compacted, automatic rewrites off) and an emptied "
-        f"fake Slack, each pass after {WARM_UP_S:g} s of unmeasured load at its rate:",
+        "starting on a fresh bridge, an emptied Valkey (AOF compacted, automatic rewrites off) and an "
+        f"emptied fake Slack; the rounds follow each other on that bridge, each after {WARM_UP_S:g} s of "
+        "unmeasured load at its rate:",
         "",
         "| pass | rate | p50 ack | p99 ack | p99.9 ack | max ack | → Slack p50 | → Slack p99 "
         "| bridge_slack_delivery_seconds ≤ 50 ms |",

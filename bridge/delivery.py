@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 import structlog
@@ -160,7 +160,8 @@ class SlackLane(Lane):
                 settled = await self._settle_inflight(cid, worker, conv, entries, channel, thread_ts)
                 if settled is HANDED_BACK:
                     return HANDED_BACK
-                if settled:
+                if settled is not False:
+                    fetched = settled if isinstance(settled, tuple) else None
                     continue
                 if head.kind == "root":
                     posted = await self._post_root(cid, worker, head, channel)
@@ -176,7 +177,7 @@ class SlackLane(Lane):
                 continue
             if posted is HANDED_BACK:  # nothing left, and the commit released the lease
                 return HANDED_BACK
-            fetched = posted  # what the commit read of the entries left (None: fetch them)
+            fetched = posted if isinstance(posted, tuple) else None  # what the commit read of what is left
 
     async def _failed(self, cid: str, head: OutboxEntry, channel: str, e: SlackFailure) -> None:
         if e.retry_after_s is not None:
@@ -301,10 +302,10 @@ class SlackLane(Lane):
         entries: list[OutboxEntry],
         channel: str,
         thread_ts: str | None,
-    ) -> bool | HandedBack:
+    ) -> Posted | Literal[False]:
         """A post was started but never committed (crash, lost answer): did Slack get it? Then commit
-        it instead of posting it twice. True when the head entry was settled here (HANDED_BACK when
-        that commit also released the conversation)."""
+        it instead of posting it twice. False when there was nothing to settle; else what that
+        commit returned (see Posted)."""
         marker = conv.get("inflight:slack", "")
         head = entries[0]
         if not marker or head.kind == "update":
@@ -329,12 +330,9 @@ class SlackLane(Lane):
         if ts is None:
             return False
         if head.kind == "root":
-            posted = await self._root_posted(cid, worker, head, channel, ts)
-        else:
-            low, high = stream_id_key(first), stream_id_key(last)
-            settled = [e.id for e in entries if low <= stream_id_key(e.id) <= high]
-            posted = await self._commit(cid, worker, settled)
-        return HANDED_BACK if posted is HANDED_BACK else True
+            return await self._root_posted(cid, worker, head, channel, ts)
+        low, high = stream_id_key(first), stream_id_key(last)
+        return await self._commit(cid, worker, [e.id for e in entries if low <= stream_id_key(e.id) <= high])
 
     def _observe(self, entries: list[OutboxEntry]) -> None:
         now = time.time()

@@ -83,8 +83,8 @@ class FastTimeStamper:
             if second != self._second:
                 self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
                 self._second = second
-            self._ms = ms
             self._stamp = f"{self._prefix}.{milli:03d}Z"
+            self._ms = ms  # after the stamp: a line on another thread never gets a stale one
         event_dict["timestamp"] = self._stamp
         return event_dict
 
@@ -138,6 +138,8 @@ class LoopBatchedLines:
 
 _output: LoopBatchedLines | None = None
 _timestamper = FastTimeStamper()
+# The chain's renderer when it writes bytes to our batch (info_line renders with it too).
+_renderer = structlog.processors.JSONRenderer(serializer=orjson.dumps, option=orjson.OPT_NON_STR_KEYS)
 _info_enabled = True
 
 
@@ -158,26 +160,23 @@ def _fast_output(stream: Any) -> tuple[structlog.processors.JSONRenderer, Any]:
     """orjson straight to the binary stdout when there is one (a third of the cost of json + print)."""
     binary = getattr(stream, "buffer", None)
     if binary is not None:
-        return (
-            structlog.processors.JSONRenderer(serializer=orjson.dumps, option=orjson.OPT_NON_STR_KEYS),
-            _shared_output(binary),
-        )
+        return _renderer, _shared_output(binary)
     return structlog.processors.JSONRenderer(_orjson_text), structlog.PrintLoggerFactory(stream)
 
 
 def info_line(event: str, fields: dict[str, Any]) -> None:
-    """One info line, exactly as the structlog chain below renders it, at a third of its cost: the
+    """One info line (no exc_info), exactly as the structlog chain below renders it: the same
+    processors in the same order, the same renderer and scrubber, at about half the cost. The
     webhook path writes one per event. Where the chain does not write through our batch (a text
-    stream, before configure_logging), it goes through structlog itself."""
+    stream, before configure_logging), the line goes through structlog itself."""
     if not _info_enabled:
         return
     output = _output
     if output is None:
         structlog.get_logger("bridge").info(event, **fields)
         return
-    line = conversation_fields(None, "info", {**fields, "event": event, "level": "info"})
-    _timestamper(None, "info", line)
-    output.msg(scrubber(None, "info", orjson.dumps(line, option=orjson.OPT_NON_STR_KEYS, default=str)))
+    line = _timestamper(None, "info", {**fields, "event": event, "level": "info"})
+    output.msg(scrubber(None, "info", _renderer(None, "info", conversation_fields(None, "info", line))))
 
 
 def configure_logging(level: str = "info", secrets: Iterable[str] = (), stream: Any = None) -> None:

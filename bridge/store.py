@@ -3,7 +3,8 @@
 Key layout (all prefixed `bridge:`). A conversation (skill_id, client_id) lives in one of N partitions,
 and every key of a partition carries the same hash tag `{N}`: the conversation's state, its outboxes,
 and the partition's work queues sit in ONE Redis Cluster slot, so each script is atomic and touches one
-slot, and the webhook path is one EVALSHA.
+slot, and the webhook path is one EVALSHA. (begin_post.lua also takes a channel's token, whose bucket
+lives in a slot of its own: it runs on standalone Redis only, see Store.begin_post.)
 
   bridge:{p}:conv:<cid>         hash    user fields, handover state, header, thread ts, delivery markers
   bridge:{p}:hist:<cid>         list    history entries (JSON), capped and expiring with the conversation
@@ -188,7 +189,7 @@ Fetched = tuple[dict[str, str], list["OutboxEntry"]]  # a conversation hash and 
 
 
 def _fetched(conv_flat: list[Any], raw_entries: list[Any]) -> Fetched:
-    """fetch.lua's reply (claim_due.lua's too): a flat HGETALL and an XRANGE, parsed."""
+    """fetch.lua's reply (claim_due.lua's and commit.lua's too): a flat HGETALL and an XRANGE, parsed."""
     entries = []
     for entry_id, fields in raw_entries:
         f = _pairs(fields)

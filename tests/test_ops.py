@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 import structlog
 import yaml
 from aiohttp.test_utils import TestClient, TestServer
@@ -20,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.app import create_app
 from bridge.embedded import EmbeddedValkey
-from bridge.logs import SecretScrubber, configure_logging, info_line
+from bridge.logs import FastTimeStamper, SecretScrubber, configure_logging, info_line
 from bridge.settings import Settings
 from bridge.slack_format import RESOLVE_ACTION
 from tests.conftest import app_config
@@ -449,30 +450,36 @@ def test_scrubbed_lines_stay_json_and_lose_every_form_of_a_secret() -> None:
     assert scrub(None, "info", clean) is clean  # the common case: untouched, not re-encoded
 
 
-async def test_info_line_writes_what_the_structlog_chain_writes_scrubbed_and_levelled() -> None:
-    """The webhook path's shortcut past structlog's chain renders the same line (bar the clock),
-    cleans secrets as the chain does, and is silent when info is below the configured level."""
+async def test_info_line_writes_what_the_structlog_chain_writes_scrubbed_and_levelled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The webhook path's shortcut past structlog's chain renders the same bytes in the same key
+    order (conversation fields and a value JSON cannot encode included), cleans secrets as the chain
+    does, and is silent when info is below the configured level."""
     secret = "xoxb-secret-in-a-value"
+    monkeypatch.setattr(time, "time", lambda: 1764000000.123)  # one clock for both lines
 
     class Binary(io.StringIO):  # a text stream with a binary buffer, as sys.stdout
         def __init__(self) -> None:
             super().__init__()
             self.buffer = io.BytesIO()
 
-    def lines(stream: Binary) -> list[dict[str, Any]]:
-        return [orjson.loads(line) for line in stream.buffer.getvalue().splitlines()]
-
     try:
         stream = Binary()
         configure_logging("info", [secret], stream=stream)
-        fields = {"queued": True, "smartly_event": "message_received", "cid": "s1:c1", "note": secret}
+        fields = {"queued": True, "cid": "s1:c1", "note": secret, "odd": {1, 2}.__class__}
         structlog.get_logger("t").info("webhook_recorded", **fields)
         info_line("webhook_recorded", fields)
         await asyncio.sleep(0)  # lines are written once per loop turn
-        chain, shortcut = lines(stream)
-        assert shortcut["note"] == "[redacted]" and secret not in stream.buffer.getvalue().decode()
-        assert shortcut.pop("timestamp")[:10] == chain.pop("timestamp")[:10]
-        assert list(shortcut.items()) == list(chain.items())  # same keys, same order, same values
+        chain, shortcut = stream.buffer.getvalue().splitlines()
+        assert shortcut == chain  # byte for byte
+        line = orjson.loads(shortcut)
+        assert line["note"] == "[redacted]" and secret.encode() not in stream.buffer.getvalue()
+        assert (line["skill_id"], line["client_id"], line["timestamp"]) == (
+            "s1",
+            "c1",
+            "2025-11-24T16:00:00.123Z",
+        )
 
         quiet = Binary()
         configure_logging("warning", [secret], stream=quiet)
@@ -481,6 +488,23 @@ async def test_info_line_writes_what_the_structlog_chain_writes_scrubbed_and_lev
         assert quiet.buffer.getvalue() == b""
     finally:
         configure_logging("info")
+
+
+def test_log_timestamps_follow_the_clock_across_milliseconds_and_seconds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The stamp is cached per millisecond and its date part per second: neither may go stale."""
+    stamper = FastTimeStamper()
+    clock = iter([1764000000.1231, 1764000000.1234, 1764000000.124, 1764000000.9999, 1764000001.0])
+    monkeypatch.setattr(time, "time", lambda: next(clock))
+    stamps = [stamper(None, "info", {})["timestamp"] for _ in range(5)]
+    assert stamps == [
+        "2025-11-24T16:00:00.123Z",
+        "2025-11-24T16:00:00.123Z",
+        "2025-11-24T16:00:00.124Z",
+        "2025-11-24T16:00:00.999Z",
+        "2025-11-24T16:00:01.000Z",
+    ]
 
 
 def test_dockerfile_slim_non_root_healthcheck_config_and_port() -> None:

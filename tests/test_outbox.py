@@ -1,7 +1,7 @@
 """Issue 3: the outbox scripts against the real valkey-server — lease, release, commit, bury, replay,
 token bucket, channel pause, webhook dedupe.
 
-Entries are written the way the webhook path writes them (Handover.record → record.lua), so these tests
+Entries are written the way the webhook path writes them (Handover.prepare → Store.record), so these tests
 exercise the same keys and scripts the running bridge uses; only the caller is a test instead of a worker.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import orjson
@@ -243,6 +244,19 @@ async def test_a_commit_that_leaves_entries_reads_them_for_the_next_post(store: 
     assert (last.held, last.pending, last.released, last.fetched) == (True, 0, True, None)
 
 
+async def test_a_reloaded_history_limit_applies_from_the_next_webhook(store: Store) -> None:
+    """Handover reads its limits once per config object: a reload must still take effect."""
+    configs = [FileConfig.model_validate({"history": {"max_entries": 5}})]
+    handover = Handover(store, lambda: configs[-1], lambda: CHANNEL)
+    for i in range(6):
+        assert await record(handover, message("nina", f"m{i}", "ok"))
+    cid = conversation_id("skill1", "nina")
+    assert len(await store.history(cid)) == 5
+    configs.append(FileConfig.model_validate({"history": {"max_entries": 3}}))
+    assert await record(handover, message("nina", "after the reload", "ok"))
+    assert [e["in"] for e in await store.history(cid)] == ["m4", "m5", "after the reload"]
+
+
 # --- dead letters ----------------------------------------------------------------------------------
 
 
@@ -351,6 +365,33 @@ async def thread_opened(store: Store, client: str, lines: int, ts: str = "170000
     )
     await store.release(SLACK, cid, "setup", now_ms())
     return cid
+
+
+async def test_a_thread_posted_in_several_posts_is_read_from_redis_once(
+    store: Store, lane: SlackLane, fake_slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each commit that leaves entries returns them: the claim's read serves the first post, and
+    every later post starts from its predecessor's commit, with no fetch in between."""
+    cid = await thread_opened(store, "omar", 0)
+    for i in range(3):  # ~400 characters each: one per post at the smallest max_message_chars
+        assert await record(handover_for(store), message("omar", f"{i}-" + "x" * 400, "ok"))
+    lane.ctx.settings = lambda: DeliverySection(posts_per_second=100, burst=100, max_message_chars=500)
+    fetches: list[str] = []
+    fetch = store.fetch
+
+    async def counted(lane_name: str, cid_: str, limit: int) -> Any:
+        fetches.append(cid_)
+        return await fetch(lane_name, cid_, limit)
+
+    monkeypatch.setattr(store, "fetch", counted)
+    claimed = await store.claim_due(
+        SLACK, store.partition_of(cid), "w1", now_ms(), LEASE_MS, 10, fetch_limit=200
+    )
+    assert await lane.deliver(cid, "w1", claimed[cid]) is HANDED_BACK
+    posts = [c.params["text"] for c in fake_slack.calls_to("chat.postMessage")]
+    assert len(posts) == 3 and [p.split("-")[0][-1] for p in posts] == ["0", "1", "2"]
+    assert fetches == []
+    assert await pending_ids(store, cid) == []
 
 
 async def test_worker_that_lost_its_lease_posts_nothing(

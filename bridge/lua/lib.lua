@@ -1,5 +1,6 @@
 -- Shared helpers, prepended to every script by store.py (Redis scripts cannot call each other).
--- Every key a script touches belongs to one partition ({p} hash tag), so it runs on one cluster slot.
+-- Every key a script touches belongs to one partition ({p} hash tag), so it runs on one cluster slot;
+-- begin_post.lua alone also touches a channel's bucket, and Store runs it on standalone Redis only.
 
 -- Append one entry to a lane's outbox stream and make the conversation due for a worker.
 local function enqueue(out, ready, stats, lane, cid, now, ...)
