@@ -347,8 +347,7 @@ async def start_bridges(work_dir: Path, seed: str, slack: str) -> list[BridgePro
 
 async def stop_bridges(bridges: Sequence[BridgeProcess]) -> None:
     """SIGTERM (graceful: deliveries handed back), then make sure nothing is left running."""
-    await asyncio.gather(*(b.terminate() for b in bridges if b.running), return_exceptions=True)
-    await asyncio.gather(*(b.close() for b in bridges))
+    await asyncio.gather(*(b.stop() for b in bridges))
 
 
 async def run(work_dir: Path) -> str:

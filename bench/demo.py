@@ -20,9 +20,9 @@ from typing import Any
 import aiohttp
 import orjson
 
-from bench.process import BridgeProcess
 from bridge.slack_format import RESOLVE_ACTION, slack_to_plain
 from tests.harness import wait_until
+from tests.harness.bridge_process import BridgeProcess
 from tests.harness.fake_reply import FakeReply
 from tests.harness.fake_slack import DEFAULT_TOKEN, DEFAULT_USERS, FakeSlack, SlackMessage
 from tests.helpers import block_action, escalation, message, signed_headers, thread_reply_event
@@ -73,24 +73,21 @@ class Demo:
     async def start(self) -> None:
         await self.slack.start()
         await self.reply.start()
-        config = self.work_dir / "config.yaml"
-        config.write_text(CONFIG)
         self.bridge = BridgeProcess(
-            {
-                # No REDIS_URL: the bridge runs its own valkey-server in BRIDGE_DATA_DIR.
-                "BRIDGE_DATA_DIR": str(self.work_dir / "data"),
-                "BRIDGE_CONFIG": str(config),
-                "SMARTLY_WEBHOOK_KEY": KEY,
-                "SLACK_BOT_TOKEN": DEFAULT_TOKEN,
-                "SLACK_API_URL": self.slack.url,
-                "SLACK_CHANNEL": CHANNEL,
+            self.work_dir,
+            redis_url=None,  # the bridge runs its own valkey-server in BRIDGE_DATA_DIR
+            slack_url=self.slack.url,
+            webhook_key=KEY,
+            slack_token=DEFAULT_TOKEN,
+            channel=CHANNEL,
+            config=CONFIG,
+            env={
                 "SLACK_SIGNING_SECRET": SIGNING_SECRET,
                 "BRIDGE_REPLY_URL": self.reply.url,
                 "BRIDGE_REPLY_SECRET": REPLY_SECRET,
             },
-            self.work_dir,
         )
-        await self.bridge.start()
+        await self.bridge.started(timeout_s=30)
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
 
     async def stop(self) -> None:
@@ -221,7 +218,7 @@ async def main() -> int:
                 await demo.run()
             print(demo.report())
         except (Exception, TimeoutError) as e:
-            tail = demo.bridge.tail() if demo.bridge is not None else ""
+            tail = demo.bridge.log_tail() if demo.bridge is not None else ""
             print(f"demo failed: {type(e).__name__}: {e}\n--- bridge output\n{tail}", file=sys.stderr)
             return 1
         finally:

@@ -1,6 +1,6 @@
-"""Child processes for the benches and the demo: `python -m bridge serve` exactly as an operator runs it
-(environment only), and small Python servers (the bare app, the fake Slack server), optionally pinned
-to CPUs.
+"""Child processes for the benches and the demo: small Python servers (the bare app, the fake Slack
+server), optionally pinned to CPUs, and the clean environment and pinning that the bridge's own
+process wrapper (tests/harness/bridge_process.py) uses too.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ def clean_env(extra: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def _preexec(cpus: set[int] | None) -> Callable[[], None]:
-    """In the child before exec: die with the parent (no orphan holding a port), pin to `cpus`."""
-    with_parent = die_with_parent()
+def child_preexec(cpus: set[int] | None, sig: signal.Signals = signal.SIGTERM) -> Callable[[], None]:
+    """In the child before exec: die with the parent (`sig`: no orphan holding a port), pin to `cpus`."""
+    with_parent = die_with_parent(sig)
 
     def preexec() -> None:
         if with_parent is not None:
@@ -66,7 +66,7 @@ def spawn(
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
-            preexec_fn=_preexec(cpus),
+            preexec_fn=child_preexec(cpus),
             start_new_session=True,  # Ctrl-C reaches the parent only, which stops children in order
         )
     finally:
@@ -106,78 +106,6 @@ async def wait_http_ok(
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{url} not ready within {timeout_s}s\n{describe()}")
             await asyncio.sleep(0.05)
-
-
-def rss_bytes(pid: int) -> int:
-    """Resident set size of a live process, from /proc."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-class BridgeProcess:
-    """`python -m bridge serve` on 127.0.0.1:<free port>, configured only through `env`."""
-
-    def __init__(
-        self, env: Mapping[str, str], log_dir: Path, *, cpus: set[int] | None = None, name: str = "bridge"
-    ) -> None:
-        self.port = free_port()
-        self.env = {"BRIDGE_HOST": "127.0.0.1", "BRIDGE_PORT": str(self.port), **env}
-        self.log_dir = log_dir
-        self.cpus = cpus
-        self.name = name
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    @property
-    def stdout_path(self) -> Path:
-        return self.log_dir / f"{self.name}.stdout"
-
-    @property
-    def stderr_path(self) -> Path:
-        return self.log_dir / f"{self.name}.stderr"
-
-    def output(self) -> tuple[str, str]:
-        """Everything the bridge wrote so far: (stdout, stderr)."""
-        return tuple(  # type: ignore[return-value]
-            p.read_text(errors="replace") if p.exists() else "" for p in (self.stdout_path, self.stderr_path)
-        )
-
-    def tail(self, lines: int = 30) -> str:
-        out, err = self.output()
-        return "\n".join((out + err).splitlines()[-lines:])
-
-    async def start(self, timeout_s: float = 30) -> None:
-        self.proc = spawn(
-            [sys.executable, "-m", "bridge", "serve"],
-            env=self.env,
-            log_dir=self.log_dir,
-            name=self.name,
-            cpus=self.cpus,
-        )
-        try:
-            await wait_http_ok(f"{self.url}/readyz", self.proc, timeout_s, self.tail)
-        except BaseException:
-            await self.stop()
-            raise
-
-    async def stop(self, timeout_s: float = 15) -> int | None:
-        """SIGTERM (graceful: deliveries finish or are handed back), SIGKILL if it hangs."""
-        if self.proc is None:
-            return None
-        return await stop(self.proc, timeout_s)
-
-    def rss_bytes(self) -> int:
-        return rss_bytes(self.pid)
 
 
 def spawn_fake_slack(log_dir: Path) -> tuple[subprocess.Popen[bytes], str]:

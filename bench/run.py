@@ -48,7 +48,6 @@ from bench.fake_slack_server import stamp
 from bench.load import LoadResult, closed_loop, http_post, open_loop, percentile
 from bench.process import (
     REPO_ROOT,
-    BridgeProcess,
     spawn,
     spawn_fake_slack,
     stop,
@@ -56,6 +55,7 @@ from bench.process import (
     wait_http_ok,
 )
 from bridge.embedded import EmbeddedValkey, free_port
+from tests.harness.bridge_process import BridgeProcess
 from tests.harness.fake_slack import DEFAULT_TOKEN
 from tests.helpers import escalation, message
 
@@ -366,17 +366,27 @@ def machine() -> str:
     return f"{os.cpu_count()} CPU(s), {model}, Linux {platform.release()}, Python {platform.python_version()}"
 
 
-def bridge_env(redis_url: str, slack_url: str, config: Path) -> dict[str, str]:
-    """The bridge configured the operator's way: environment plus a config file."""
-    return {
-        "REDIS_URL": redis_url,
-        "SMARTLY_WEBHOOK_KEY": KEY,
-        "SLACK_BOT_TOKEN": DEFAULT_TOKEN,
-        "SLACK_API_URL": slack_url,
-        "SLACK_CHANNEL": CHANNEL,
-        "SLACK_SIGNING_SECRET": "bench-signing-secret",
-        "BRIDGE_CONFIG": str(config),
-    }
+async def start_bridge(
+    work_dir: Path, redis_url: str, slack_url: str, cpus: set[int] | None, name: str
+) -> BridgeProcess:
+    """`python -m bridge serve` configured the operator's way (environment plus config.yaml), ready."""
+    bridge = BridgeProcess(
+        work_dir,
+        redis_url=redis_url,
+        slack_url=slack_url,
+        webhook_key=KEY,
+        slack_token=DEFAULT_TOKEN,
+        channel=CHANNEL,
+        config=BENCH_CONFIG,
+        env={"SLACK_SIGNING_SECRET": "bench-signing-secret"},
+        name=name,
+        cpus=cpus,
+    )
+    try:
+        return await bridge.started(timeout_s=30)
+    except BaseException:
+        await bridge.close()
+        raise
 
 
 async def post_json(session: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> None:
@@ -580,9 +590,6 @@ async def run(work_dir: Path) -> str:
     redis_url = await valkey.start()
     slack_proc, slack = spawn_fake_slack(work_dir)
     slack_url = f"{slack}/api/"
-    config = work_dir / "config.yaml"
-    config.write_text(BENCH_CONFIG)
-    env = bridge_env(redis_url, slack_url, config)
     counters = ValkeyCounters(redis_url)
     bare_proc = None
     bridge: BridgeProcess | None = None
@@ -607,8 +614,7 @@ async def run(work_dir: Path) -> str:
             log(f"bare: {bare.peak.rate:.0f} req/s")
 
             # 2. the bridge, no handover
-            bridge = BridgeProcess(env, work_dir, cpus=server_cpus)
-            await bridge.start()
+            bridge = await start_bridge(work_dir, redis_url, slack_url, server_cpus, "bridge")
             await counters.measure_idle()
             await peak(bridge.port, plain, "w", work_dir)  # warm-up: Lua cached, pools filled
             case2 = await measured_peak(
@@ -637,8 +643,7 @@ async def run(work_dir: Path) -> str:
             # Redis during the measurement. (Sizing AOF rewrites is an operations matter: README.)
             await bridge.stop()
             await fresh_state(counters, session, slack)
-            bridge = BridgeProcess(env, work_dir, cpus=server_cpus, name="bridge-fixed")
-            await bridge.start()
+            bridge = await start_bridge(work_dir, redis_url, slack_url, server_cpus, "bridge-fixed")
             # Every round is reported: tail latency on a shared VM varies from run to run.
             fixed = [
                 await fixed_rate(
@@ -668,8 +673,7 @@ async def run(work_dir: Path) -> str:
             await bridge.stop()
 
             # memory, on a fresh bridge and an empty valkey
-            bridge = BridgeProcess(env, work_dir, cpus=server_cpus, name="bridge-memory")
-            await bridge.start()
+            bridge = await start_bridge(work_dir, redis_url, slack_url, server_cpus, "bridge-memory")
             mem = await memory(bridge, counters)
     finally:
         if bare_proc is not None:

@@ -1,16 +1,18 @@
-"""The real bridge as a child process (`python -m bridge serve`), for tests that signal, kill and restart it.
+"""The real bridge as a child process (`python -m bridge serve`), for the tests that signal, kill and
+restart it, and for the benches and the demo.
 
 Everything an operator would set is passed the operator's way: environment variables and a config.yaml
-(BRIDGE_CONFIG) written to a temp dir. stdout and stderr go to files so a test can assert on the JSON
-log lines. The child is a plain subprocess.Popen waited on by polling (never blocking the event loop),
-asked by Linux to die with the test process, and always reaped by `close()` (the fixtures call it).
+(BRIDGE_CONFIG) written to a temp dir; nothing of the caller's own bridge settings (BRIDGE_*, SLACK_*,
+SMARTLY_*, REDIS_*) is inherited. stdout and stderr go to files so a test can assert on the JSON log
+lines. The child is a plain subprocess.Popen waited on by polling (never blocking the event loop),
+asked by Linux to die with its parent, optionally pinned to CPUs, and always reaped by `close()` (the
+fixtures call it) or `stop()`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import subprocess
 import sys
@@ -21,7 +23,8 @@ from typing import Any
 import aiohttp
 import orjson
 
-from bridge.embedded import die_with_parent, free_port
+from bench.process import child_preexec, clean_env
+from bridge.embedded import free_port
 
 __all__ = ["BridgeFleet", "BridgeProcess", "BridgeProcessError"]
 
@@ -35,35 +38,40 @@ class BridgeProcessError(RuntimeError):
 class BridgeProcess:
     """One `bridge serve` child on 127.0.0.1:`port`; start/stop it as often as a test needs.
 
-    `config` is the config.yaml content (dict, written as JSON, which YAML reads); `env` overrides or adds
-    environment variables on top of the required ones.
+    `config` is the config.yaml content (a dict, written as JSON, which YAML reads; or YAML text);
+    `env` overrides or adds environment variables on top of the required ones. Without `redis_url`
+    the bridge runs its own embedded valkey-server. `cpus` pins it.
     """
 
     def __init__(
         self,
         work_dir: Path,
         *,
-        redis_url: str,
+        redis_url: str | None,
         slack_url: str,
         webhook_key: str,
         slack_token: str,
         channel: str,
-        config: dict[str, Any] | None = None,
+        config: dict[str, Any] | str | None = None,
         env: dict[str, str] | None = None,
         name: str = "bridge",
+        cpus: set[int] | None = None,
     ) -> None:
         self.name = name
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.webhook_key = webhook_key
+        self.cpus = cpus
         self.config_path = self.work_dir / f"{name}-config.yaml"
-        self.config_path.write_bytes(orjson.dumps(config or {}, option=orjson.OPT_INDENT_2))
+        if isinstance(config, str):
+            self.config_path.write_text(config)
+        else:
+            self.config_path.write_bytes(orjson.dumps(config or {}, option=orjson.OPT_INDENT_2))
         self.stdout_path = self.work_dir / f"{name}.stdout.log"
         self.stderr_path = self.work_dir / f"{name}.stderr.log"
-        self.env = {
-            **os.environ,
-            "REDIS_URL": redis_url,
+        self.env = clean_env({
+            **({"REDIS_URL": redis_url} if redis_url else {}),
             "SLACK_API_URL": slack_url,
             "SMARTLY_WEBHOOK_KEY": webhook_key,
             "SLACK_BOT_TOKEN": slack_token,
@@ -74,10 +82,7 @@ class BridgeProcess:
             "BRIDGE_DATA_DIR": str(self.work_dir / f"{name}-data"),
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
-        }
-        for unset in ("BRIDGE_REPLY_URL", "BRIDGE_REPLY_SECRET", "REDIS_CLUSTER"):
-            if env is None or unset not in env:
-                self.env.pop(unset, None)
+        })  # fmt: skip
         self._proc: subprocess.Popen[bytes] | None = None
         self._session: aiohttp.ClientSession | None = None
         self.starts = 0
@@ -108,7 +113,8 @@ class BridgeProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
-                preexec_fn=die_with_parent(signal.SIGKILL),  # no orphan keeps a port or a lease
+                preexec_fn=child_preexec(self.cpus, signal.SIGKILL),  # no orphan keeps a port or a lease
+                start_new_session=True,  # Ctrl-C reaches the parent only, which stops children in order
             )
         self.starts += 1
 
@@ -174,6 +180,16 @@ class BridgeProcess:
         """SIGKILL and reap; the (negative) exit code."""
         self.kill()
         return await self.wait_exit(5)
+
+    async def stop(self, timeout_s: float = 15.0) -> int | None:
+        """Graceful and never raising, for the benches: SIGTERM (deliveries finish or are handed
+        back), SIGKILL if it hangs, then close(). The exit code, None if it had to be killed."""
+        code = None
+        if self.running:
+            with contextlib.suppress(BridgeProcessError):
+                code = await self.terminate(timeout_s)
+        await self.close()
+        return code
 
     async def close(self) -> None:
         """Guaranteed cleanup: kill whatever still runs, reap it, close the HTTP client."""
@@ -255,6 +271,13 @@ class BridgeProcess:
             if isinstance(parsed, dict) and (event is None or parsed.get("event") == event):
                 events.append(parsed)
         return events
+
+    def rss_bytes(self) -> int:
+        """Resident set size of the running bridge, from /proc."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
 
     def stderr_text(self) -> str:
         return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
