@@ -52,7 +52,8 @@ Call = tuple[tuple[Any, ...], dict[str, Any], "asyncio.Future[Any]"]
 # aiohttp hands over 50 requests in one turn, one batch of 50 leaves Redis idle while they are parsed
 # and then the loop idle while Redis runs 50 scripts back to back: the two take turns, and the event
 # loop waited 15-20 % of the time at peak (`make bench`). In batches of 16 Redis works on one while the
-# loop prepares the next: +20 % webhooks/s for one more write per 16 commands (8: less, 32+: less).
+# loop prepares the next: +20 % webhooks/s for one more write per 16 commands (4-12: less; 24-32: about
+# the same).
 FLUSH_AT = 16
 
 
