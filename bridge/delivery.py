@@ -59,6 +59,12 @@ class Retry(Exception):
     due_ms: int
 
 
+def inflight_marker(first: str, last: str) -> str:
+    """What a conversation's in-flight marker holds for a post of entries `first`..`last` starting
+    now; SlackLane._settle_inflight reads it back."""
+    return f"{first} {last} {now_ms()}"
+
+
 def lease_lost(lane: str, cid: str, entry: str) -> Retry:
     """Our lease expired (a post outlasted it) and another worker may be delivering this conversation
     now: carrying on beside it could post lines twice or out of order, so give the conversation up."""
@@ -158,12 +164,9 @@ class SlackLane(Lane):
                 channel, thread_ts = thread
             try:
                 settled = await self._settle_inflight(cid, worker, conv, entries, channel, thread_ts)
-                if settled is HANDED_BACK:
-                    return HANDED_BACK
-                if settled is not False:
-                    fetched = settled if isinstance(settled, tuple) else None
-                    continue
-                if head.kind == "root":
+                if settled is not False:  # that post had reached Slack: committed instead of posted again
+                    posted = settled
+                elif head.kind == "root":
                     posted = await self._post_root(cid, worker, head, channel)
                 elif head.kind == "update" and thread_ts:
                     posted = await self._update_root(cid, worker, head, channel, thread_ts)
@@ -199,7 +202,7 @@ class SlackLane(Lane):
             SLACK,
             cid,
             worker,
-            f"{first} {last} {now_ms()}",
+            inflight_marker(first, last),
             channel=channel,
             now_ms=now_ms(),
             per_second=s.posts_per_second,
@@ -263,8 +266,9 @@ class SlackLane(Lane):
         """Note the post about to start (renewing the lease); False when the lease has passed to
         another worker: the caller must give the conversation up, posting now could duplicate or
         reorder its thread."""
-        marker = f"{first} {last} {now_ms()}"
-        return await self.ctx.store.mark_inflight(SLACK, cid, worker, marker, lease_ms=self.ctx.lease_ms())
+        return await self.ctx.store.mark_inflight(
+            SLACK, cid, worker, inflight_marker(first, last), lease_ms=self.ctx.lease_ms()
+        )
 
     async def _commit(self, cid: str, worker: str, ids: Sequence[str], **root: Any) -> Posted:
         """Drop what Slack accepted, handing the conversation back when nothing is left; stop here
@@ -366,7 +370,7 @@ class ReplyLane(Lane):
             # Renew the lease (or find it lost) right before the POST: names looked up above may
             # have taken long enough for another worker to take this conversation over.
             if not await store.mark_inflight(
-                REPLY, cid, worker, f"{head.id} {head.id} {now_ms()}", lease_ms=lease_ms
+                REPLY, cid, worker, inflight_marker(head.id, head.id), lease_ms=lease_ms
             ):
                 raise lease_lost(REPLY, cid, head.id)
             try:
