@@ -21,6 +21,7 @@ from .autopipeline import AutoPipelineRedis
 from .delivery import Deliverer, DeliveryContext, Lane, ReplyLane, SlackLane
 from .embedded import EmbeddedValkey
 from .handover import Handover
+from .keys import REPLY, SLACK
 from .metrics import Metrics
 from .reload import ConfigHolder
 from .replies import ReplySender
@@ -29,7 +30,7 @@ from .settings import AppConfig
 from .slack_api import SlackApi, SlackFailure
 from .slack_events import SlackEvents
 from .socket_mode import socket_mode_ctx
-from .store import REPLY, SLACK, STORE_DEADLINE_S, STORE_ERRORS, AnyRedis, Store, close_quietly
+from .store import STORE_DEADLINE_S, STORE_ERRORS, AnyRedis, Store, close_quietly
 from .web import add_routes
 
 log = structlog.get_logger("bridge.app")

@@ -24,10 +24,12 @@ import structlog
 
 from . import slack_format
 from .config import DeliverySection
+from .keys import REPLY, SLACK, thread_in
 from .metrics import Metrics
 from .replies import ReplyError, ReplySender
+from .results import Fetched, OutboxEntry, stream_id_key
 from .slack_api import SlackApi, SlackFailure
-from .store import REPLY, SLACK, STORE_ERRORS, Fetched, OutboxEntry, Store, stream_id_key, thread_in
+from .store import STORE_ERRORS, Store
 
 log = structlog.get_logger("bridge.delivery")
 

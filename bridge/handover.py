@@ -13,7 +13,8 @@ from typing import Any
 from . import rules
 from .config import FileConfig
 from .events import SmartlyEvent
-from .store import Store, conversation_id
+from .keys import conversation_id
+from .store import Store
 
 
 def history_entry(event: SmartlyEvent, now_ms: int) -> dict[str, Any] | None:

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import structlog
 
-from .store import split_conversation_id
+from .keys import split_conversation_id
 
 REDACTED = "[redacted]"
 

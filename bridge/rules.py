@@ -12,8 +12,9 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from .config import BusinessHours, FileConfig, Route, RouteMatch, Trigger, glob_matches, normalize_words
+from .config import BusinessHours, FileConfig, Route, RouteMatch, Trigger
 from .events import SmartlyEvent
+from .matching import glob_matches, normalize_words
 
 DEFAULT_ROUTE = "default"
 

@@ -15,10 +15,11 @@ import structlog
 
 from .config import FileConfig
 from .delivery import iso
+from .keys import REPLY, SLACK
 from .metrics import Metrics
 from .slack_api import Identity
 from .slack_format import CLAIM_ACTION, RESOLVE_ACTION
-from .store import REPLY, SLACK, Store
+from .store import Store
 
 log = structlog.get_logger("bridge.slack_events")
 

@@ -1,39 +1,14 @@
-"""Every Redis key and Lua script of the bridge, in one place.
-
-Key layout (all prefixed `bridge:`). A conversation (skill_id, client_id) lives in one of N partitions,
-and every key of a partition carries the same hash tag `{N}`: the conversation's state, its outboxes,
-and the partition's work queues sit in ONE Redis Cluster slot, so each script is atomic and touches one
-slot, and the webhook path is one EVALSHA. (begin_post.lua also takes a channel's token, whose bucket
-lives in a slot of its own: it runs on standalone Redis only, see Store.begin_post.)
-
-  bridge:{p}:conv:<cid>         hash    user fields, handover state, header, thread ts, delivery markers
-  bridge:{p}:hist:<cid>         list    history entries (JSON), capped and expiring with the conversation
-  bridge:{p}:out:<lane>:<cid>   stream  what must still be delivered, in order (lane: slack | reply)
-  bridge:{p}:ready:<lane>       zset    conversations with pending entries, scored by when they are due
-  bridge:{p}:lease:<lane>:<cid> string  the worker delivering this conversation right now (PX lease)
-  bridge:{p}:open               zset    open handovers, scored by last activity (idle auto-resolve)
-  bridge:{p}:dedupe:<sha256>    string  identical webhook bodies seen within the dedupe window
-  bridge:{p}:seen:<event_id>    string  Slack event ids already relayed
-  bridge:{p}:dead               stream  dead letters (permanent errors), replayable
-  bridge:{p}:stats              hash    pending entry counts per lane (for metrics)
-  bridge:thread:<channel>:<ts>  string  Slack thread → cid, for agent replies and buttons
-  bridge:rate:{<channel>}       hash    token bucket pacing posts to one channel, shared by replicas
-  bridge:user:<slack user id>   string  cached users.info display name
-  bridge:meta                   hash    partition count, checked at start so it never changes silently
-"""
+"""The bridge's Redis access: every Lua script and command, behind one Store (keys in keys.py,
+parsed answers in results.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import hashlib
-import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, NamedTuple
-from urllib.parse import quote, unquote
+from typing import Any
 
 import orjson
 from redis.asyncio import Redis
@@ -48,10 +23,18 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-SLACK = "slack"
-REPLY = "reply"
-LANES = (SLACK, REPLY)
-PREFIX = "bridge:"
+from .keys import LANES, META_KEY, REPLY, Keys, conversation_keys, rate_key, record_keys, thread_key, user_key
+from .results import (
+    Commit,
+    DeadLetter,
+    Fetched,
+    RecordResult,
+    as_text,
+    flag,
+    parse_fetched,
+    stream_id_key,
+)
+
 DEAD_MAXLEN = 100_000
 USER_CACHE_S = 86400
 THREAD_MAPPING_S = 30 * 86400
@@ -67,206 +50,9 @@ STORE_DEADLINE_S = 2.0
 _REDIRECTS = (MovedError, AskError, TryAgainError)
 
 
-@functools.lru_cache(maxsize=16384)  # a conversation sends many events: quote() is slow Python
-def conversation_id(skill_id: str, client_id: str) -> str:
-    """Unambiguous, readable id: each part percent-encoded, so a ':' inside an id cannot collide."""
-    return f"{quote(skill_id, safe='')}:{quote(client_id, safe='')}"
-
-
-def split_conversation_id(cid: str) -> tuple[str, str]:
-    skill, _, client = cid.partition(":")
-    return unquote(skill), unquote(client)
-
-
-@dataclass(frozen=True, slots=True)
-class Keys:
-    """The keys of one conversation inside its partition."""
-
-    partition: int
-    cid: str
-    tag: str = field(init=False, repr=False, compare=False)  # the partition's prefix, built once
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "tag", f"{PREFIX}{{{self.partition}}}:")
-
-    @property
-    def conv(self) -> str:
-        return f"{self.conv_prefix}{self.cid}"
-
-    @property
-    def hist(self) -> str:
-        return f"{self.tag}hist:{self.cid}"
-
-    def out(self, lane: str) -> str:
-        return f"{self.out_prefix(lane)}{self.cid}"
-
-    def ready(self, lane: str) -> str:
-        return f"{self.tag}ready:{lane}"
-
-    def lease(self, lane: str) -> str:
-        return f"{self.lease_prefix(lane)}{self.cid}"
-
-    @property
-    def conv_prefix(self) -> str:
-        return f"{self.tag}conv:"
-
-    def out_prefix(self, lane: str) -> str:
-        return f"{self.tag}out:{lane}:"
-
-    def lease_prefix(self, lane: str) -> str:
-        return f"{self.tag}lease:{lane}:"
-
-    @property
-    def open(self) -> str:
-        return f"{self.tag}open"
-
-    @property
-    def dead(self) -> str:
-        return f"{self.tag}dead"
-
-    @property
-    def stats(self) -> str:
-        return f"{self.tag}stats"
-
-    def dedupe(self, digest: str) -> str:
-        return f"{self.tag}dedupe:{digest}"
-
-    def seen(self, event_id: str) -> str:
-        return f"{self.tag}seen:{event_id}"
-
-    def handover_keys(self) -> list[str]:
-        """KEYS layout shared by the handover scripts (claim, resolve, agent message)."""
-        return [
-            self.conv,
-            self.out(SLACK),
-            self.ready(SLACK),
-            self.out(REPLY),
-            self.ready(REPLY),
-            self.stats,
-            self.open,
-        ]
-
-
-def thread_key(channel: str, ts: str) -> str:
-    return f"{PREFIX}thread:{channel}:{ts}"
-
-
-def rate_key(channel: str) -> str:
-    return f"{PREFIX}rate:{{{channel}}}"
-
-
-def user_key(user_id: str) -> str:
-    return f"{PREFIX}user:{user_id}"
-
-
-META_KEY = f"{PREFIX}meta"
-
-
 def _script_source(name: str) -> str:
     lua = resources.files("bridge") / "lua"
     return (lua / "lib.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
-
-
-@functools.lru_cache(maxsize=16384)  # every webhook and delivery step asks again for the same few
-def _keys(partitions: int, cid: str) -> Keys:
-    return Keys(zlib.crc32(cid.encode()) % partitions, cid)
-
-
-@functools.lru_cache(maxsize=16384)
-def _record_keys(partitions: int, cid: str) -> tuple[str, str, str, str, str, str]:
-    """record.lua's keys but the dedupe one, built once per conversation instead of per webhook."""
-    k = _keys(partitions, cid)
-    return k.conv, k.hist, k.out(SLACK), k.ready(SLACK), k.open, k.stats
-
-
-def thread_in(conv: dict[str, str], hid: str) -> tuple[str, str] | None:
-    """(channel, ts) of the root posted for handover `hid`, read from a fetched conversation hash."""
-    channel, _, ts = conv.get(f"t:{hid}", "").partition(" ")  # commit.lua writes "<channel> <ts>"
-    return (channel, ts) if ts else None
-
-
-Fetched = tuple[dict[str, str], list["OutboxEntry"]]  # a conversation hash and its oldest pending entries
-
-
-def _fetched(conv_flat: list[Any], raw_entries: list[Any]) -> Fetched:
-    """fetch.lua's reply (claim_due.lua's and commit.lua's too): a flat HGETALL and an XRANGE, parsed."""
-    entries = []
-    for entry_id, fields in raw_entries:
-        f = _pairs(fields)
-        entries.append(
-            OutboxEntry(
-                id=_text(entry_id),
-                kind=f.get("k", ""),
-                hid=f.get("h", "0"),
-                data=orjson.loads(f["e"]) if f.get("e") else {},
-                received_ms=int(f.get("t") or 0),
-                after_claim=f.get("c") == "1",
-            )
-        )
-    return _pairs(conv_flat), entries
-
-
-def _flag(value: bool) -> str:
-    return "1" if value else "0"
-
-
-def _pairs(flat: list[Any]) -> dict[str, str]:
-    """A flat [field, value, ...] reply (HGETALL or a stream entry, through Lua) as a dict."""
-    it = iter(flat)
-    return {_text(f): _text(v) for f, v in zip(it, it, strict=True)}
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-# Values built per webhook, per outbox entry and per post: NamedTuples, immutable like the frozen
-# dataclasses around them at a third of their cost to build.
-
-
-class RecordResult(NamedTuple):
-    recorded: bool
-    queued: bool
-    opened: bool
-    hid: int
-    partition: int
-    cid: str
-
-
-class OutboxEntry(NamedTuple):
-    """One stream entry: `kind` root|hist|line|note|update (slack), agent_message|lifecycle (reply)."""
-
-    id: str
-    kind: str
-    hid: str
-    data: dict[str, Any]
-    received_ms: int
-    after_claim: bool = False
-
-
-class Commit(NamedTuple):
-    """`held`: the lease was still ours (False: stop, another worker has the conversation).
-    `pending`: entries left in the lane. `released`: none were, and the conversation was handed back.
-    `fetched`: what is left, when asked for (fetch_limit)."""
-
-    held: bool
-    pending: int
-    released: bool = False
-    fetched: Fetched | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    id: str
-    partition: int
-    lane: str
-    cid: str
-    reason: str
-    kind: str
-    at_ms: int
-    data: dict[str, Any]
 
 
 class PartitionMismatch(Exception):
@@ -301,10 +87,10 @@ class Store:
     # -- layout ------------------------------------------------------------------------------------
 
     def partition_of(self, cid: str) -> int:
-        return _keys(self.partitions, cid).partition
+        return conversation_keys(self.partitions, cid).partition
 
     def keys(self, cid: str) -> Keys:
-        return _keys(self.partitions, cid)
+        return conversation_keys(self.partitions, cid)
 
     def partition_keys(self, partition: int) -> Keys:
         """Keys of a partition as a whole (work queues, dead letters, stats)."""
@@ -313,7 +99,7 @@ class Store:
     async def check_partitions(self) -> None:
         """Refuse to run with another partition count than the data was written with."""
         await self.redis.hsetnx(META_KEY, "partitions", self.partitions)
-        stored = int(_text(await self.redis.hget(META_KEY, "partitions")) or self.partitions)
+        stored = int(as_text(await self.redis.hget(META_KEY, "partitions")) or self.partitions)
         if stored != self.partitions:
             raise PartitionMismatch(
                 f"Redis holds data for redis.partitions={stored}, config says {self.partitions}: "
@@ -361,7 +147,7 @@ class Store:
         ttl_ms: int,
         shown_on_open: int,
     ) -> tuple[list[str], list[Any]]:
-        conv, hist, out, ready, open_, stats = _record_keys(self.partitions, cid)
+        conv, hist, out, ready, open_, stats = record_keys(self.partitions, cid)
         keys = [conv, hist, out, ready, open_, self.keys(cid).dedupe(body_digest), stats]
         args: list[Any] = [
             now_ms,
@@ -374,7 +160,7 @@ class Store:
             user_id,
             lang,
             platform,
-            "" if muted is None else _flag(muted),
+            "" if muted is None else flag(muted),
             orjson.dumps(entry) if entry is not None else "",
             orjson.dumps(header) if header is not None else "",
             shown_on_open,
@@ -459,13 +245,13 @@ class Store:
             ],
         )
         if not fetch_limit:
-            return {_text(cid): None for cid in taken}
-        return {_text(cid): _fetched(conv, entries) for cid, conv, entries in taken}
+            return {as_text(cid): None for cid in taken}
+        return {as_text(cid): parse_fetched(conv, entries) for cid, conv, entries in taken}
 
     async def fetch(self, lane: str, cid: str, limit: int) -> Fetched:
         """The conversation hash and the oldest pending entries (only the lease holder removes them)."""
         k = self.keys(cid)
-        return _fetched(*await self._eval("fetch", [k.conv, k.out(lane)], [limit]))
+        return parse_fetched(*await self._eval("fetch", [k.conv, k.out(lane)], [limit]))
 
     async def mark_inflight(self, lane: str, cid: str, worker: str, marker: str, *, lease_ms: int) -> bool:
         """Record the post about to start and renew the lease; False when `worker` lost its lease
@@ -506,15 +292,15 @@ class Store:
                 hid,
                 channel,
                 ts,
-                _flag(replies),
+                flag(replies),
                 now_ms,
                 cid,
-                _flag(release),
+                flag(release),
                 fetch_limit,
                 *ids,
             ],
         )
-        return Commit(bool(held), int(pending), bool(released), _fetched(*fetched) if fetched else None)
+        return Commit(bool(held), int(pending), bool(released), parse_fetched(*fetched) if fetched else None)
 
     async def release(self, lane: str, cid: str, worker: str, due_ms: int) -> bool:
         """Hand the conversation back; returns True when entries remain (due again at `due_ms`)."""
@@ -575,14 +361,14 @@ class Store:
 
     async def paused_until(self, channel: str) -> int:
         """Until when (ms) a 429 paused `channel` (0: not paused); read without taking a token."""
-        return int(_text(await self.redis.hget(rate_key(channel), "paused_until")) or 0)
+        return int(as_text(await self.redis.hget(rate_key(channel), "paused_until")) or 0)
 
     async def map_thread(self, channel: str, ts: str, cid: str) -> None:
         await self.redis.set(thread_key(channel, ts), cid, ex=THREAD_MAPPING_S)
 
     async def thread_conversation(self, channel: str, ts: str) -> str | None:
         value = await self.redis.get(thread_key(channel, ts))
-        return _text(value) if value is not None else None
+        return as_text(value) if value is not None else None
 
     # -- agents ----------------------------------------------------------------------------------------
 
@@ -610,7 +396,7 @@ class Store:
                 agent_id,
                 orjson.dumps(message),
                 dedupe_ms,
-                _flag(claim_on_reply),
+                flag(claim_on_reply),
             ],
         )
         return int(status), int(first_after)
@@ -623,7 +409,7 @@ class Store:
             await self._eval(
                 "claim_handover",
                 k.handover_keys(),
-                [now_ms, cid, thread_ts, agent_id, agent_name, _flag(replies)],
+                [now_ms, cid, thread_ts, agent_id, agent_name, flag(replies)],
             )
         )
 
@@ -650,7 +436,7 @@ class Store:
                     thread_ts,
                     agent_id,
                     agent_name,
-                    _flag(replies),
+                    flag(replies),
                     reason,
                     idle_before_ms,
                 ],
@@ -661,18 +447,18 @@ class Store:
         members = await self.redis.zrangebyscore(
             self.partition_keys(partition).open, "-inf", before_ms, start=0, num=limit
         )
-        return [_text(m) for m in members]
+        return [as_text(m) for m in members]
 
     async def conversation(self, cid: str) -> dict[str, str]:
         raw = await self.redis.hgetall(self.keys(cid).conv)
-        return {_text(f): _text(v) for f, v in raw.items()}
+        return {as_text(f): as_text(v) for f, v in raw.items()}
 
     async def history(self, cid: str) -> list[dict[str, Any]]:
         return [orjson.loads(e) for e in await self.redis.lrange(self.keys(cid).hist, 0, -1)]
 
     async def cached_user_name(self, user_id: str) -> str | None:
         value = await self.redis.get(user_key(user_id))
-        return _text(value) if value is not None else None
+        return as_text(value) if value is not None else None
 
     async def cache_user_name(self, user_id: str, name: str) -> None:
         await self.redis.set(user_key(user_id), name, ex=USER_CACHE_S)
@@ -691,7 +477,7 @@ class Store:
         totals = dict.fromkeys(LANES, 0)
         for row in rows:
             for lane in LANES:
-                totals[lane] += int(_text(row.get(lane.encode(), b"0")) or 0)
+                totals[lane] += int(as_text(row.get(lane.encode(), b"0")) or 0)
         return totals
 
     async def open_handover_count(self) -> int:
@@ -702,10 +488,10 @@ class Store:
         letters = []
         for partition, entries in enumerate(rows):
             for entry_id, fields in entries:
-                f = {_text(a): _text(b) for a, b in fields.items()}
+                f = {as_text(a): as_text(b) for a, b in fields.items()}
                 letters.append(
                     DeadLetter(
-                        id=_text(entry_id),
+                        id=as_text(entry_id),
                         partition=partition,
                         lane=f.get("lane", ""),
                         cid=f.get("cid", ""),
@@ -727,12 +513,6 @@ class Store:
                 [letter.id, letter.cid, letter.lane, now_ms],
             )
         )
-
-
-def stream_id_key(entry_id: str) -> tuple[int, int]:
-    """A stream id ("<ms>-<seq>") as numbers, so ids sort in the order Redis assigned them."""
-    ms, _, seq = entry_id.partition("-")
-    return int(ms or 0), int(seq or 0)
 
 
 def body_digest(body: bytes) -> str:

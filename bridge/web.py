@@ -16,10 +16,12 @@ from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
 from .events import EventError, IgnoredEvent, SmartlyEvent, parse_event
+from .keys import SLACK
 from .logs import info_line
+from .results import RecordResult
 from .rules import Decision
 from .runtime import BRIDGE, Bridge
-from .store import SLACK, STORE_DEADLINE_S, STORE_ERRORS, RecordResult, body_digest
+from .store import STORE_DEADLINE_S, STORE_ERRORS, body_digest
 
 log = structlog.get_logger("bridge.web")
 

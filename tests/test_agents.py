@@ -13,9 +13,9 @@ from typing import Any
 import orjson
 import pytest
 
+from bridge.keys import conversation_id
 from bridge.replies import verify
 from bridge.runtime import BRIDGE
-from bridge.store import conversation_id
 from tests.harness import wait_until
 from tests.harness.fake_reply import DEFAULT_SECRET, SIGNATURE_HEADER, TIMESTAMP_HEADER, FakeReply
 from tests.harness.fake_slack import BOT_ID, BOT_USER_ID, FakeSlack

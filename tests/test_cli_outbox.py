@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from bridge.store import conversation_id
+from bridge.keys import conversation_id
 from tests.harness import wait_until
 from tests.harness.bridge_process import BridgeProcess
 from tests.harness.fake_slack import FakeSlack

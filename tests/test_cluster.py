@@ -25,8 +25,9 @@ from aiohttp.test_utils import TestClient
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from bridge.embedded import EmbeddedValkey, free_port
+from bridge.keys import LANES, SLACK, Keys, conversation_id
 from bridge.runtime import BRIDGE
-from bridge.store import LANES, SLACK, Keys, Store, conversation_id
+from bridge.store import Store
 from tests.conftest import app_config, serve_bridge
 from tests.harness import wait_until
 from tests.harness.fake_slack import FakeSlack, SlackMessage

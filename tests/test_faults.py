@@ -24,7 +24,8 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from bridge.embedded import EmbeddedValkey
-from bridge.store import Store, conversation_id
+from bridge.keys import conversation_id
+from bridge.store import Store
 from tests.harness import wait_until
 from tests.harness.bridge_process import BridgeProcess
 from tests.harness.fake_slack import DEFAULT_TOKEN, FakeSlack, SlackMessage

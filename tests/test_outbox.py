@@ -21,9 +21,10 @@ from bridge.config import DeliverySection, FileConfig
 from bridge.delivery import HANDED_BACK, DeliveryContext, Retry, SlackLane
 from bridge.events import parse_event
 from bridge.handover import Handover
+from bridge.keys import SLACK, conversation_id, thread_in
 from bridge.metrics import Metrics
 from bridge.slack_api import SlackApi
-from bridge.store import SLACK, Store, body_digest, conversation_id, thread_in
+from bridge.store import Store, body_digest
 from tests.harness.fake_slack import DEFAULT_TOKEN, FakeSlack
 from tests.helpers import CHANNEL, escalation, message
 

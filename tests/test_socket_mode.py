@@ -21,11 +21,12 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 
 from bridge.config import FileConfig
+from bridge.keys import conversation_id
 from bridge.metrics import Metrics
 from bridge.runtime import BRIDGE
 from bridge.slack_events import SlackEvents
 from bridge.socket_mode import SocketModeListener
-from bridge.store import Store, conversation_id
+from bridge.store import Store
 from tests.harness import HttpFake, wait_until
 from tests.harness.fake_reply import FakeReply
 from tests.harness.fake_slack import BOT_ID, BOT_USER_ID, FakeSlack

@@ -1,0 +1,78 @@
+"""`bridge check-config`: validate the file and say, in plain words, what the bridge will do with it."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, TextIO
+
+from .diagnostics import ConfigError, ConfigUnreadable, _load
+from .schema import ALWAYS_OPEN, BusinessHours, FileConfig, Route
+from .values import CONFIG_PATH_ENV, DEFAULT_CONFIG_PATH, format_minutes
+
+# --- bridge check-config -------------------------------------------------------------------------
+
+
+def _describe_value(value: Any) -> str:
+    return ", ".join(map(str, value)) if isinstance(value, list) else str(value).lower()
+
+
+def _describe_route(route: Route, default_channel: str) -> str:
+    criteria = (
+        " ".join(f"{key}={'|'.join(patterns)}" for key, patterns in route.match.criteria) or "every event"
+    )
+    text = f"  {route.name}: {criteria} -> {route.channel or default_channel}"
+    if route.mention:
+        text += f", mentions {route.mention}"
+    if route.business_hours == ALWAYS_OPEN:
+        text += ", always open"
+    elif route.business_hours is not None:
+        text += f", own hours ({route.business_hours.timezone})"
+    return text
+
+
+def _describe_hours(hours: BusinessHours) -> str:
+    days = "; ".join(
+        f"{span} " + (", ".join(f"{format_minutes(a)}-{format_minutes(b)}" for a, b in ranges) or "closed")
+        for span, ranges in hours.weekly.items()
+    )
+    closed = f"; closed on {len(hours.closed_on)} date(s)" if hours.closed_on else ""
+    outside = hours.outside_hours.channel or "the route's channel"
+    return f"business hours: {hours.timezone}: {days}{closed}; outside hours -> {outside}"
+
+
+def summarize(config: FileConfig) -> list[str]:
+    """What the bridge will do with this config, in the order it decides."""
+    default_channel = config.slack.default_channel or "$SLACK_CHANNEL"
+    lines = ["triggers (the first that matches names the handover):"]
+    lines += [
+        f"  {key}: {_describe_value(value)}" for key, value in (t.condition for t in config.handover.triggers)
+    ] or ["  none"]
+    lines.append("routes (first match wins):")
+    lines += [_describe_route(route, default_channel) for route in config.routes]
+    lines.append(f"  otherwise -> {default_channel} (slack.default_channel; env SLACK_CHANNEL overrides)")
+    lines.append(
+        _describe_hours(config.business_hours) if config.business_hours else "business hours: always open"
+    )
+    return lines
+
+
+def check_config_main(path: str | None, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """`bridge check-config [PATH]`: 0 if usable, 1 if the file has problems, 2 if it cannot be read.
+
+    out/err default to the sys streams *at call time*, so redirections and test capture work.
+    """
+    out = out or sys.stdout
+    err = err or sys.stderr
+    resolved = path or os.environ.get(CONFIG_PATH_ENV) or DEFAULT_CONFIG_PATH
+    try:
+        config, warnings = _load(resolved)
+    except ConfigError as e:
+        print(e, file=err)
+        return 2 if isinstance(e, ConfigUnreadable) else 1
+    print(f"{resolved}: OK", file=out)
+    for line in summarize(config):
+        print(line, file=out)
+    for warning in warnings:
+        print(f"warning: {warning}", file=out)
+    return 0

@@ -1,0 +1,273 @@
+"""The schema of config.yaml: one frozen pydantic model per section."""
+
+from __future__ import annotations
+
+from datetime import date
+from functools import cached_property
+from typing import Annotated, Any, ClassVar
+from zoneinfo import ZoneInfo
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from ..events import ESCALATION_REQUESTED, HANDLED_EVENTS
+from ..matching import compile_glob
+from .values import (
+    _ONCE_HINT,
+    ChannelId,
+    DayHours,
+    DayRange,
+    DaySpan,
+    Duration,
+    EventName,
+    Globs,
+    Invalid,
+    Keywords,
+    Mention,
+    TimeZoneName,
+    _check_glob,
+    _days_given_twice,
+    _non_empty,
+    _one_or_many,
+    _Repeated,
+    expand_days,
+)
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+    # Shown in the hint when a mapping was expected and something else was written.
+    example: ClassVar[str] = ""
+
+
+class OutsideHours(Section):
+    channel: ChannelId | None = None
+    mention: Mention | None = None
+    note: str = "Outside business hours: an agent will answer when we open."
+
+
+class BusinessHours(Section):
+    example: ClassVar[str] = '{timezone: Europe/Paris, weekly: {mon-fri: "09:00-18:00"}}'
+
+    timezone: TimeZoneName
+    weekly: dict[DaySpan, DayHours]
+    closed_on: Annotated[list[date], BeforeValidator(_one_or_many)] = Field(default_factory=list)
+    outside_hours: OutsideHours = OutsideHours()
+
+    @field_validator("weekly")
+    @classmethod
+    def _each_day_once(cls, weekly: dict[str, tuple[DayRange, ...]]) -> dict[str, tuple[DayRange, ...]]:
+        if not weekly:
+            raise Invalid("no opening hours at all", "list the open days, e.g. mon-fri: 09:00-18:00")
+        if repeats := _days_given_twice(weekly):
+            raise _Repeated(repeats[0][1], _ONCE_HINT)
+        return weekly
+
+    @cached_property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @cached_property
+    def opening(self) -> tuple[tuple[DayRange, ...], ...]:
+        """Opening ranges per weekday, Monday first; days not mentioned are closed."""
+        by_day: list[tuple[DayRange, ...]] = [()] * 7
+        for span, ranges in self.weekly.items():
+            for day in expand_days(span):
+                by_day[day] = ranges
+        return tuple(by_day)
+
+
+# What a route's `business_hours: always` means. A value of its own rather than None, which already
+# means "inherit the global hours", so that the two read differently and compare unequal on reload.
+ALWAYS_OPEN = BusinessHours(timezone="UTC", weekly={"mon-sun": ((0, 24 * 60),)})
+
+
+def _business_hours_or_always(value: Any) -> Any:
+    """`business_hours: always` (or null) on a route opts it out of the global hours."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == "always"):
+        return ALWAYS_OPEN
+    if isinstance(value, str):
+        raise Invalid(
+            f"expected business hours or 'always', got {value!r}",
+            f"write always, or a mapping like {BusinessHours.example}",
+        )
+    return value
+
+
+# --- triggers and routes -------------------------------------------------------------------------
+
+
+class Trigger(Section):
+    """One condition that opens a handover; each list item holds exactly one."""
+
+    example: ClassVar[str] = "- need_help: true   or   - keywords: [agent, humain]"
+
+    event: EventName | None = None
+    need_help: bool | None = None
+    nounderstood_at_least: int | None = Field(None, ge=1)
+    confidence_below: float | None = Field(None, gt=0, le=1)
+    intents: Globs | None = None
+    keywords: Keywords | None = None
+
+    @field_validator("need_help")
+    @classmethod
+    def _need_help_is_true(cls, value: bool | None) -> bool | None:
+        if value is False:
+            raise Invalid(
+                "need_help: false never opens a handover", "write need_help: true, or remove the trigger"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one_condition(self) -> Trigger:
+        given = self.conditions
+        if len(given) != 1:
+            found = ", ".join(given) if given else "none"
+            raise Invalid(
+                f"a trigger holds exactly one condition, found {len(given)} ({found})",
+                f"write each condition as its own list item: {self.example}",
+            )
+        return self
+
+    @property
+    def conditions(self) -> list[str]:
+        return [name for name in type(self).model_fields if getattr(self, name) is not None]
+
+    @cached_property
+    def condition(self) -> tuple[str, Any]:
+        """(key, value) of the one condition, e.g. ('keywords', ['agent']); computed once, it is read
+        for every webhook."""
+        key = self.conditions[0]
+        return key, getattr(self, key)
+
+    @property
+    def name(self) -> str:
+        """What Decision.trigger and routes' `match.trigger` call it: the event name for `event:`."""
+        key, value = self.condition
+        return value if key == "event" else key
+
+
+TRIGGER_NAMES = (*sorted(HANDLED_EVENTS), *(key for key in Trigger.model_fields if key != "event"))
+
+
+def _names_a_trigger(pattern: str) -> str:
+    if not any(compile_glob(pattern).match(name) for name in TRIGGER_NAMES):
+        raise Invalid(f"{pattern!r} matches no trigger", "trigger names: " + ", ".join(TRIGGER_NAMES))
+    return pattern
+
+
+TriggerGlobs = Annotated[
+    list[Annotated[str, AfterValidator(_check_glob), AfterValidator(_names_a_trigger)]],
+    BeforeValidator(_one_or_many),
+    AfterValidator(_non_empty),
+]
+
+
+class RouteMatch(Section):
+    """All given keys must match (a list means any of); no key at all matches every event."""
+
+    skill_id: Globs | None = None
+    lang: Globs | None = None
+    platform: Globs | None = None
+    handover_category: Globs | None = None
+    intent: Globs | None = None
+    trigger: TriggerGlobs | None = None
+
+    @property
+    def criteria(self) -> list[tuple[str, list[str]]]:
+        return [
+            (key, getattr(self, key)) for key in type(self).model_fields if getattr(self, key) is not None
+        ]
+
+
+def _check_route_name(name: str) -> str:
+    if not name.strip():
+        raise Invalid("a route needs a name", "names show up in logs and metrics, e.g. french")
+    if name == "default":
+        raise Invalid("'default' is reserved for events no route matches", "pick another name")
+    return name
+
+
+class Route(Section):
+    example: ClassVar[str] = "- {name: french, match: {lang: fr-*}, channel: C0123FRENCH}"
+
+    name: Annotated[str, Field(max_length=64), AfterValidator(_check_route_name)]
+    match: RouteMatch = RouteMatch()
+    channel: ChannelId | None = None  # None: the default channel
+    mention: Mention | None = None
+    # None: the global hours apply; ALWAYS_OPEN: `always` or null in the file.
+    business_hours: Annotated[BusinessHours | None, BeforeValidator(_business_hours_or_always)] = None
+
+    def hours(self, global_hours: BusinessHours | None) -> BusinessHours | None:
+        """The hours this route keeps: its own if it has some, else the global ones."""
+        return global_hours if self.business_hours is None else self.business_hours
+
+
+# --- sections ------------------------------------------------------------------------------------
+
+
+class SlackSection(Section):
+    default_channel: ChannelId | None = None
+
+
+class HistorySection(Section):
+    max_entries: int = Field(50, ge=1, le=1000)
+    ttl_s: Duration = Field(86400.0, alias="ttl")
+    shown_on_open: int = Field(20, ge=0, le=1000)
+
+
+class HandoverSection(Section):
+    idle_timeout_s: Duration = Field(1800.0, alias="idle_timeout")
+    ignore_simulator: bool = True
+    triggers: list[Trigger] = Field(
+        default_factory=lambda: [Trigger(event=ESCALATION_REQUESTED), Trigger(need_help=True)]
+    )
+
+
+class WebhookSection(Section):
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    dedupe_window_s: Duration = Field(600.0, alias="dedupe_window")
+
+
+class DeliverySection(Section):
+    posts_per_second: float = Field(1.0, gt=0)
+    burst: int = Field(3, ge=1)
+    workers: int = Field(16, ge=1, le=1024)
+    max_message_chars: int = Field(3900, ge=500, le=39000)
+    backoff_base_s: Duration = Field(0.5, alias="backoff_base")
+    backoff_max_s: Duration = Field(30.0, alias="backoff_max")
+    lease_s: Duration = Field(15.0, alias="lease", ge=0.5)  # Slack calls time out at half of it (max 10s)
+    poll_interval_s: Duration = Field(0.5, alias="poll_interval")
+    shutdown_grace_s: Duration = Field(10.0, alias="shutdown_grace")
+
+
+class RedisSection(Section):
+    cluster: bool = False
+    partitions: int = Field(32, ge=1, le=1024)
+    wait_replicas: int = Field(0, ge=0, le=10)
+    wait_timeout_ms: int = Field(100, ge=1)
+
+
+class RepliesSection(Section):
+    private_prefixes: list[str] = Field(default_factory=lambda: ["note:", "//"])
+    timeout_s: Duration = Field(10.0, alias="timeout")
+
+
+class FileConfig(Section):
+    slack: SlackSection = SlackSection()
+    history: HistorySection = HistorySection()
+    handover: HandoverSection = HandoverSection()
+    routes: list[Route] = Field(default_factory=list)
+    business_hours: BusinessHours | None = None
+    webhook: WebhookSection = WebhookSection()
+    delivery: DeliverySection = DeliverySection()
+    redis: RedisSection = RedisSection()
+    replies: RepliesSection = RepliesSection()

@@ -1,0 +1,148 @@
+"""Every Redis key of the bridge, in one place.
+
+Key layout (all prefixed `bridge:`). A conversation (skill_id, client_id) lives in one of N partitions,
+and every key of a partition carries the same hash tag `{N}`: the conversation's state, its outboxes,
+and the partition's work queues sit in ONE Redis Cluster slot, so each script is atomic and touches one
+slot, and the webhook path is one EVALSHA. (begin_post.lua also takes a channel's token, whose bucket
+lives in a slot of its own: it runs on standalone Redis only, see Store.begin_post.)
+
+  bridge:{p}:conv:<cid>         hash    user fields, handover state, header, thread ts, delivery markers
+  bridge:{p}:hist:<cid>         list    history entries (JSON), capped and expiring with the conversation
+  bridge:{p}:out:<lane>:<cid>   stream  what must still be delivered, in order (lane: slack | reply)
+  bridge:{p}:ready:<lane>       zset    conversations with pending entries, scored by when they are due
+  bridge:{p}:lease:<lane>:<cid> string  the worker delivering this conversation right now (PX lease)
+  bridge:{p}:open               zset    open handovers, scored by last activity (idle auto-resolve)
+  bridge:{p}:dedupe:<sha256>    string  identical webhook bodies seen within the dedupe window
+  bridge:{p}:seen:<event_id>    string  Slack event ids already relayed
+  bridge:{p}:dead               stream  dead letters (permanent errors), replayable
+  bridge:{p}:stats              hash    pending entry counts per lane (for metrics)
+  bridge:thread:<channel>:<ts>  string  Slack thread → cid, for agent replies and buttons
+  bridge:rate:{<channel>}       hash    token bucket pacing posts to one channel, shared by replicas
+  bridge:user:<slack user id>   string  cached users.info display name
+  bridge:meta                   hash    partition count, checked at start so it never changes silently
+"""
+
+from __future__ import annotations
+
+import functools
+import zlib
+from dataclasses import dataclass, field
+from urllib.parse import quote, unquote
+
+SLACK = "slack"
+REPLY = "reply"
+LANES = (SLACK, REPLY)
+PREFIX = "bridge:"
+
+
+@functools.lru_cache(maxsize=16384)  # a conversation sends many events: quote() is slow Python
+def conversation_id(skill_id: str, client_id: str) -> str:
+    """Unambiguous, readable id: each part percent-encoded, so a ':' inside an id cannot collide."""
+    return f"{quote(skill_id, safe='')}:{quote(client_id, safe='')}"
+
+
+def split_conversation_id(cid: str) -> tuple[str, str]:
+    skill, _, client = cid.partition(":")
+    return unquote(skill), unquote(client)
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """The keys of one conversation inside its partition."""
+
+    partition: int
+    cid: str
+    tag: str = field(init=False, repr=False, compare=False)  # the partition's prefix, built once
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tag", f"{PREFIX}{{{self.partition}}}:")
+
+    @property
+    def conv(self) -> str:
+        return f"{self.conv_prefix}{self.cid}"
+
+    @property
+    def hist(self) -> str:
+        return f"{self.tag}hist:{self.cid}"
+
+    def out(self, lane: str) -> str:
+        return f"{self.out_prefix(lane)}{self.cid}"
+
+    def ready(self, lane: str) -> str:
+        return f"{self.tag}ready:{lane}"
+
+    def lease(self, lane: str) -> str:
+        return f"{self.lease_prefix(lane)}{self.cid}"
+
+    @property
+    def conv_prefix(self) -> str:
+        return f"{self.tag}conv:"
+
+    def out_prefix(self, lane: str) -> str:
+        return f"{self.tag}out:{lane}:"
+
+    def lease_prefix(self, lane: str) -> str:
+        return f"{self.tag}lease:{lane}:"
+
+    @property
+    def open(self) -> str:
+        return f"{self.tag}open"
+
+    @property
+    def dead(self) -> str:
+        return f"{self.tag}dead"
+
+    @property
+    def stats(self) -> str:
+        return f"{self.tag}stats"
+
+    def dedupe(self, digest: str) -> str:
+        return f"{self.tag}dedupe:{digest}"
+
+    def seen(self, event_id: str) -> str:
+        return f"{self.tag}seen:{event_id}"
+
+    def handover_keys(self) -> list[str]:
+        """KEYS layout shared by the handover scripts (claim, resolve, agent message)."""
+        return [
+            self.conv,
+            self.out(SLACK),
+            self.ready(SLACK),
+            self.out(REPLY),
+            self.ready(REPLY),
+            self.stats,
+            self.open,
+        ]
+
+
+def thread_key(channel: str, ts: str) -> str:
+    return f"{PREFIX}thread:{channel}:{ts}"
+
+
+def rate_key(channel: str) -> str:
+    return f"{PREFIX}rate:{{{channel}}}"
+
+
+def user_key(user_id: str) -> str:
+    return f"{PREFIX}user:{user_id}"
+
+
+META_KEY = f"{PREFIX}meta"
+
+
+@functools.lru_cache(maxsize=16384)  # every webhook and delivery step asks again for the same few
+def conversation_keys(partitions: int, cid: str) -> Keys:
+    return Keys(zlib.crc32(cid.encode()) % partitions, cid)
+
+
+@functools.lru_cache(maxsize=16384)
+def record_keys(partitions: int, cid: str) -> tuple[str, str, str, str, str, str]:
+    """record.lua's keys but the dedupe one, built once per conversation instead of per webhook."""
+    k = conversation_keys(partitions, cid)
+    return k.conv, k.hist, k.out(SLACK), k.ready(SLACK), k.open, k.stats
+
+
+def thread_in(conv: dict[str, str], hid: str) -> tuple[str, str] | None:
+    """(channel, ts) of the root posted for handover `hid`, read from a fetched conversation hash."""
+    channel, _, ts = conv.get(f"t:{hid}", "").partition(" ")  # commit.lua writes "<channel> <ts>"
+    return (channel, ts) if ts else None
