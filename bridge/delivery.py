@@ -326,7 +326,7 @@ class SlackLane(Lane):
         try:
             ts = await self.slack.find_marked(channel, first, thread_ts=thread_ts, oldest_s=oldest)
         except SlackFailure as e:
-            if not e.permanent:
+            if not (e.permanent or e.auth):
                 raise
             # e.g. missing_scope (no channels:history): the lookup can never answer. Post again (a
             # possible duplicate) rather than dead-letter an entry that Slack never refused.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
@@ -10,6 +10,7 @@ from slack_sdk.signature import SignatureVerifier
 from .config import FileConfig
 from .delivery import Deliverer
 from .handover import Handover
+from .health import SlackHealth
 from .metrics import Metrics
 from .reload import ConfigHolder
 from .settings import AppConfig
@@ -30,6 +31,7 @@ class Bridge:
     slack_events: SlackEvents
     signature_verifier: SignatureVerifier | None
     identity: Identity | None = None
+    slack_health: SlackHealth = field(default_factory=SlackHealth)
 
     def config(self) -> FileConfig:
         return self.holder.current
