@@ -19,6 +19,15 @@ from .keys import REPLY, SLACK
 from .metrics import Metrics
 from .slack_api import Identity
 from .slack_format import CLAIM_ACTION, RESOLVE_ACTION
+from .slack_payloads import (
+    Envelope,
+    EventHead,
+    Interaction,
+    MessageEvent,
+    PayloadError,
+    parse,
+    ts_ms,
+)
 from .store import Store
 
 log = structlog.get_logger("bridge.slack_events")
@@ -46,36 +55,39 @@ class SlackEvents:
         stripped = text.lstrip().lower()
         return any(stripped.startswith(p.lower()) for p in self.config().replies.private_prefixes)
 
-    async def on_event(self, envelope: dict[str, Any]) -> dict[str, Any] | None:
-        """An Events API envelope. Returns a body to answer with (url_verification), else None."""
-        if envelope.get("type") == "url_verification":
-            return {"challenge": envelope.get("challenge", "")}
-        if envelope.get("type") != "event_callback":
-            self._ignore("envelope", "type", type=str(envelope.get("type")))
+    async def on_event(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        """An Events API envelope. Returns a body to answer with (url_verification), else None.
+        A payload of the wrong shape is ignored (logged): Slack would only retry it."""
+        try:
+            envelope = parse(Envelope, body)
+            if envelope.type == "url_verification":
+                return {"challenge": envelope.challenge}
+            if envelope.type != "event_callback":
+                self._ignore("envelope", "type", type=envelope.type)
+                return None
+            if parse(EventHead, envelope.event, "event").type != "message":
+                self._ignore("event", "type", type=str((envelope.event or {}).get("type")))
+                return None
+            event = parse(MessageEvent, envelope.event, "event")
+        except PayloadError as e:
+            self._ignore("event", "invalid_payload", problem=e.problem)
             return None
-        event = envelope.get("event") or {}
-        if event.get("type") != "message":
-            self._ignore("event", "type", type=str(event.get("type")))
-            return None
-        await self._on_message(event, str(envelope.get("event_id") or ""))
+        await self._on_message(event, envelope.event_id)
         return None
 
-    async def _on_message(self, event: dict[str, Any], event_id: str) -> None:
-        channel = str(event.get("channel") or "")
-        thread_ts = str(event.get("thread_ts") or "")
-        ts = str(event.get("ts") or "")
-        user = str(event.get("user") or "")
+    async def _on_message(self, event: MessageEvent, event_id: str) -> None:
+        channel, thread_ts, ts, user = event.channel, event.thread_ts or "", event.ts or "", event.user
         me = self.identity()
         fields = {"channel": channel, "thread_ts": thread_ts}
-        if event.get("subtype") and event.get("subtype") not in RELAYED_SUBTYPES:
-            return self._ignore("message", "subtype", subtype=str(event.get("subtype")), **fields)
-        if event.get("bot_id") or event.get("bot_profile") or not user:
+        if event.subtype and event.subtype not in RELAYED_SUBTYPES:
+            return self._ignore("message", "subtype", subtype=event.subtype, **fields)
+        if event.bot_id or event.bot_profile or not user:
             return self._ignore("message", "bot", **fields)
-        if me and (user == me.user_id or event.get("bot_id") == me.bot_id):
+        if me and (user == me.user_id or event.bot_id == me.bot_id):
             return self._ignore("message", "self", **fields)
         if not thread_ts or thread_ts == ts:
             return self._ignore("message", "not_in_thread", **fields)
-        text = str(event.get("text") or "")
+        text = event.text
         if not text.strip():  # e.g. a file shared without a comment: nothing the user could read
             return self._ignore("message", "empty", **fields)
         if self._is_private(text):
@@ -91,7 +103,7 @@ class SlackEvents:
             "id": event_id or f"{channel}:{ts}",
             "slack_text": text,
             "agent": {"slack_user_id": user, "name": ""},
-            "sent_at": iso(int(float(ts) * 1000)) if ts else iso(now_ms),
+            "sent_at": iso(ts_ms(ts)) if ts else iso(now_ms),
         }
         status, first_after_ms = await self.store.agent_message(
             cid,
@@ -119,27 +131,19 @@ class SlackEvents:
         self.wake(SLACK, partition)
         self.wake(REPLY, partition)
 
-    async def on_interaction(self, payload: dict[str, Any]) -> None:
-        """Block Kit button clicks on a root message: Claim and Resolve."""
-        if payload.get("type") != "block_actions":
-            return self._ignore("interaction", "type", type=str(payload.get("type")))
-        user = payload.get("user") or {}
-        agent_id = str(user.get("id") or "")
-        agent_name = str(user.get("name") or user.get("username") or "")
-        channel = str(
-            (payload.get("channel") or {}).get("id")
-            or (payload.get("container") or {}).get("channel_id")
-            or ""
-        )
-        root_ts = str(
-            (payload.get("message") or {}).get("ts")
-            or (payload.get("container") or {}).get("message_ts")
-            or ""
-        )
-        for action in payload.get("actions") or []:
-            action_id = action.get("action_id")
+    async def on_interaction(self, body: dict[str, Any]) -> None:
+        """Block Kit button clicks on a root message: Claim and Resolve.
+        Raises PayloadError for a payload of the wrong shape (the HTTP endpoint answers 400)."""
+        payload = parse(Interaction, body)
+        if payload.type != "block_actions":
+            return self._ignore("interaction", "type", type=payload.type)
+        agent_id = payload.user.id
+        agent_name = payload.user.name or payload.user.username
+        channel, root_ts = payload.channel_id, payload.message_ts
+        for action in payload.actions:
+            action_id = action.action_id
             if action_id not in (CLAIM_ACTION, RESOLVE_ACTION):
-                self._ignore("interaction", "action", action_id=str(action_id))
+                self._ignore("interaction", "action", action_id=action_id)
                 continue
             cid = await self.store.thread_conversation(channel, root_ts)
             if cid is None:

@@ -23,6 +23,7 @@ from .metrics import Metrics
 from .runtime import BRIDGE
 from .settings import AppConfig
 from .slack_events import SlackEvents
+from .slack_payloads import PayloadError
 from .store import STORE_ERRORS
 
 log = structlog.get_logger("bridge.socket_mode")
@@ -56,6 +57,9 @@ class SocketModeListener:
         # On failure no ack: Slack delivers the envelope again, and the event_id dedupe absorbs a repeat.
         try:
             await self._dispatch(request.type, request.payload)
+        except PayloadError as e:  # acked: Slack sending the same wrong shape again would not help
+            self.metrics.slack_events.labels("socket_mode", "invalid_payload").inc()
+            log.warning("socket_mode_envelope_rejected", reason=e.problem, **fields)
         except STORE_ERRORS as e:
             self.metrics.redis_errors.labels("socket_mode").inc()
             log.error("socket_mode_envelope_unavailable", error=type(e).__name__, **fields)

@@ -21,6 +21,7 @@ from .logs import info_line
 from .results import RecordResult
 from .rules import Decision
 from .runtime import BRIDGE, Bridge
+from .slack_payloads import PayloadError
 from .store import STORE_DEADLINE_S, STORE_ERRORS, body_digest
 
 log = structlog.get_logger("bridge.web")
@@ -204,6 +205,10 @@ async def slack_interactions(request: web.Request) -> web.Response:
         return error(400, "payload must be a JSON object")
     try:
         await bridge.slack_events.on_interaction(payload)
+    except PayloadError as e:
+        bridge.metrics.slack_events.labels("interaction", "invalid_payload").inc()
+        log.warning("slack_request_rejected", status=400, path=request.path, reason=e.problem)
+        return error(400, f"invalid interaction payload: {e.problem}")
     except STORE_ERRORS as e:
         bridge.metrics.redis_errors.labels("interaction").inc()
         log.error("interaction_unavailable", status=503, error=type(e).__name__)

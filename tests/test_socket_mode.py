@@ -148,11 +148,16 @@ async def test_ignored_envelopes_are_acked_and_relay_nothing(
         wire("events_api", "e4", thread_reply_event(CHANNEL, "1600000000.000001", "unknown thread")),
         wire("slash_commands", "e5", {"command": "/handover", "text": ""}),
         wire("interactive", "e6", {"type": "view_submission", "user": {"id": "UAGENT01"}}),
+        # wrong shapes (issue 13): acked, since Slack sending them again would not help
+        wire("events_api", "e6a", {**thread_reply_event(CHANNEL, root_ts, "x"), "event": "message"}),
+        wire("interactive", "e6b", {**interactive_payload(root_ts, "handover_claim"), "actions": "x"}),
     ]
     for request in ignored:
         await listen(client, request)
     await listen(client, wire("events_api", "e7", thread_reply_event(CHANNEL, root_ts, "sentinel")))
-    assert [a["envelope_id"] for a in client.acks] == ["e1", "e2", "e3", "e4", "e5", "e6", "e7"]
+    assert [a["envelope_id"] for a in client.acks] == [
+        *("e1", "e2", "e3", "e4", "e5", "e6", "e6a", "e6b", "e7")
+    ]
     await wait_until(lambda: texts(fake_reply) == ["sentinel"])
     assert lifecycle_types(fake_reply) == ["handover_opened", "handover_claimed", "agent_message"]
 
