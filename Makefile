@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Listens on 127.0.0.1 unless BRIDGE_HOST says otherwise (the container image sets 0.0.0.0).
 run: $(STAMP)
-	$(BIN)/bridge serve
+	BRIDGE_HOST=$${BRIDGE_HOST:-127.0.0.1} $(BIN)/bridge serve
 
 test: $(STAMP)
 	$(BIN)/pytest -q

@@ -18,6 +18,7 @@ from redis.backoff import ExponentialBackoff
 from slack_sdk.signature import SignatureVerifier
 
 from .autopipeline import AutoPipelineRedis
+from .cli_redis import URL_FILE
 from .delivery import Deliverer, DeliveryContext, Lane, ReplyLane, SlackLane
 from .embedded import EmbeddedValkey
 from .handover import Handover
@@ -93,7 +94,7 @@ def _redis_ctx(app_config: AppConfig):
             data_dir = app_config.settings.bridge_data_dir
             embedded = EmbeddedValkey(data_dir)
             url = await embedded.start()
-            (data_dir / "redis-url").write_text(url)  # lets `bridge outbox ...` find this server
+            (data_dir / URL_FILE).write_text(url)  # lets `bridge outbox ...` find this server
             log.info(
                 "embedded_valkey_started",
                 data_dir=str(data_dir.resolve()),

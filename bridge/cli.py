@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 
 import orjson
 
+from .cli_redis import RedisUnreachable, cli_store
 from .config import ConfigError, check_config_main
 from .logs import configure_logging
 from .settings import AppConfig, SettingsError, load_app_config
-from .store import STORE_ERRORS, Store, close_quietly
-
-URL_FILE = "redis-url"
-CLI_CONNECT_ATTEMPTS = 3  # an operator at a prompt wants an answer in seconds, not a long retry
+from .store import STORE_ERRORS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,44 +62,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return asyncio.run(_outbox(app_config, args))
-    except (RuntimeError, *STORE_ERRORS, OSError) as e:
+    except RedisUnreachable as e:
         print(f"bridge: {e}", file=sys.stderr)
+        return 1
+    except (RuntimeError, *STORE_ERRORS, OSError) as e:
+        print(f"bridge: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
 
 
-@contextlib.asynccontextmanager
-async def _store(app_config: AppConfig) -> AsyncIterator[Store]:
-    """The bridge's Redis: REDIS_URL, else the embedded server a running bridge wrote down, else a
-    temporary embedded server on the same data dir."""
-    from .app import connect
-    from .embedded import EmbeddedValkey
-
-    embedded = None
-    url = app_config.settings.redis_url
-    if not url:
-        url_file = Path(app_config.settings.bridge_data_dir) / URL_FILE
-        url = url_file.read_text().strip() if url_file.exists() else ""
-        if url:
-            try:
-                client = await asyncio.wait_for(connect(url, False, attempts=2), 3)
-            except (TimeoutError, RuntimeError):
-                url = ""
-            else:
-                await close_quietly(client)
-        if not url:
-            embedded = EmbeddedValkey(Path(app_config.settings.bridge_data_dir))
-            url = await embedded.start()
-    client = await connect(url, app_config.redis_cluster, attempts=CLI_CONNECT_ATTEMPTS)
-    try:
-        yield Store(client, partitions=app_config.file.redis.partitions)
-    finally:
-        await close_quietly(client)
-        if embedded is not None:
-            await embedded.stop()
-
-
 async def _outbox(app_config: AppConfig, args: argparse.Namespace) -> int:
-    async with _store(app_config) as store:
+    async with cli_store(app_config) as store:
         letters = await store.dead_letters(limit=getattr(args, "limit", 100_000))
         if args.action == "list-dead":
             for letter in letters:

@@ -34,6 +34,7 @@ class ConfigHolder:
         self._current = initial
         # None until the first read, so a change made between the caller's load and now is not missed.
         self._seen: Fingerprint | None = None
+        self._file_ok = True
 
     @property
     def current(self) -> FileConfig:
@@ -51,6 +52,12 @@ class ConfigHolder:
         except OSError:
             return None
 
+    @property
+    def file_ok(self) -> bool:
+        """False while the file on disk is rejected (unreadable or invalid) and the last good config
+        runs: /readyz reports it as `"config": "file_invalid"`."""
+        return self._file_ok
+
     def reload(self) -> bool:
         """Re-read the file; True when a new config took effect. Never raises for a bad file."""
         if self._path is None:
@@ -59,30 +66,33 @@ class ConfigHolder:
         try:
             self._seen, content = _read(self._path)
             new = parse_config(content, str(self._path))
-        except OSError as e:
-            self._seen = None
+        except (OSError, ConfigError) as e:
+            if isinstance(e, OSError):
+                self._seen = None
+            self._file_ok = False
+            problems = e.problems if isinstance(e, ConfigError) else []
             log.error(
-                "config reload failed, keeping the last good config", path=str(self._path), error=str(e)
-            )
-            return False
-        except ConfigError as e:
-            log.error(
-                "config reload rejected, keeping the last good config",
+                "config_rejected",
                 path=str(self._path),
-                problems=e.problems,
+                problems=problems,
                 error=str(e),
+                effect="the last good config keeps running",
             )
             return False
-        if new == self._current:
-            return False
-        self._current = new
-        log.info(
-            "config reloaded",
-            path=str(self._path),
-            triggers=[trigger.name for trigger in new.handover.triggers],
-            routes=[route.name for route in new.routes],
-        )
-        return True
+        was_rejected, self._file_ok = not self._file_ok, True
+        changed = new != self._current
+        if changed:
+            self._current = new
+        if changed or was_rejected:  # fixing a rejected file is news even when it returns to the same rules
+            log.info(
+                "config_reloaded",
+                path=str(self._path),
+                triggers=len(new.handover.triggers),
+                routes=len(new.routes),
+                trigger_names=[trigger.name for trigger in new.handover.triggers],
+                route_names=[route.name for route in new.routes],
+            )
+        return changed
 
     async def watch(self, interval_s: float = 1.0) -> None:
         """Poll for changes forever (until cancelled); returns at once when there is no file to watch.
@@ -97,5 +107,5 @@ class ConfigHolder:
                 if self._fingerprint() != self._seen:
                     self.reload()
             except Exception:  # a watcher that dies silently would freeze the rules until restart
-                structlog.get_logger().exception("config watch failed", path=str(self._path))
+                structlog.get_logger().exception("config_watch_failed", path=str(self._path))
             await asyncio.sleep(interval_s)

@@ -14,6 +14,7 @@ from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .config import FileConfig, load_config
+from .config.check import check_env_channel
 
 
 class Settings(BaseSettings):
@@ -122,6 +123,9 @@ def load_app_config(config_path: str | None = None, *, require: bool = True) -> 
             )
         if not settings.slack_bot_token or not settings.slack_bot_token.get_secret_value():
             raise SettingsError("missing setting SLACK_BOT_TOKEN (the Slack bot token, xoxb-...)")
+        channel_problem = check_env_channel(settings.slack_channel)
+        if channel_problem:
+            raise SettingsError(channel_problem)
         if not app_config.default_channel:
             raise SettingsError(
                 "missing setting SLACK_CHANNEL (or slack.default_channel in config.yaml): "

@@ -169,7 +169,7 @@ async def test_sighup_reloads_the_config_and_the_bridge_keeps_serving(tmp_path: 
             await wait_ready(http, base, proc, log_path)
             config.write_text("routes:\n  - name: everything\n    channel: C0RELOADED\n")
             proc.send_signal(signal.SIGHUP)  # without a handler, SIGHUP would end the process
-            await wait_until(lambda: "config reloaded" in log_path.read_text(), 5)
+            await wait_until(lambda: "config_reloaded" in log_path.read_text(), 5)
             async with http.post(f"{base}/smartly/hooks?key={WEBHOOK_KEY}", json=escalation("hup")) as r:
                 assert r.status == 200
             await wait_until(lambda: len(slack.roots("C0RELOADED")) == 1, 10)

@@ -25,6 +25,7 @@ from bridge.config import (
 )
 
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "config.yaml"
+EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "config.full.yaml"
 
 
 def problems_of(text: str) -> list[Problem]:
@@ -85,8 +86,16 @@ def test_format_duration_picks_the_largest_exact_unit() -> None:
 # --- values ---------------------------------------------------------------------------------------
 
 
-def test_repo_example_loads_with_its_documented_values() -> None:
+def test_shipped_config_sends_every_handover_to_slack_channel() -> None:
+    """A first run with only the README's settings: no route, no outside-hours channel, no default
+    channel in the file, so SLACK_CHANNEL takes every handover."""
     config = load_config(REPO_CONFIG)
+    assert config.routes == [] and config.business_hours is None
+    assert config.slack.default_channel is None
+
+
+def test_full_example_loads_with_its_documented_values() -> None:
+    config = load_config(EXAMPLE_CONFIG)
     assert config.slack.default_channel == "C0DEFAULT0"
     history = config.history
     assert (history.max_entries, history.ttl_s, history.shown_on_open) == (50, 86400.0, 20)
@@ -505,15 +514,15 @@ def test_app_token_value_names_slack_app_token() -> None:
 # --- bridge check-config --------------------------------------------------------------------------
 
 
-def test_check_config_accepts_the_repo_example() -> None:
-    code, out, err = run_check(str(REPO_CONFIG))
+def test_check_config_accepts_the_full_example() -> None:
+    code, out, err = run_check(str(EXAMPLE_CONFIG))
     assert (code, err) == (0, "")
-    assert out.splitlines()[0] == f"{REPO_CONFIG}: OK"
+    assert out.splitlines()[0] == f"{EXAMPLE_CONFIG}: OK"
     assert "  keywords: conseiller, agent, humain, parler à quelqu'un" in out
     assert (
         "  french: lang=fr-* platform=webchat|messenger -> C0123FRENCH, mentions <!subteam^S0FRENCH1>" in out
     )
-    assert "  otherwise -> C0DEFAULT0" in out
+    assert "  otherwise -> C0DEFAULT0 (from the file: slack.default_channel)" in out
     assert "business hours: Europe/Paris: mon-fri 09:00-18:00; sat 10:00-13:00; sun closed" in out
     assert "warning" not in out
 
@@ -549,6 +558,32 @@ def test_check_config_path_from_environment_then_cwd(tmp_path: Path, monkeypatch
     (tmp_path / "config.yaml").write_text("slack:\n  default_channel: C0CWD\n")
     code, out, _ = run_check(None)
     assert code == 0 and out.startswith("config.yaml: OK") and "otherwise -> C0CWD" in out
+
+
+def test_check_config_names_the_effective_default_channel_and_its_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("slack:\n  default_channel: C0INFILE\nroutes:\n  - name: all\n")
+    monkeypatch.delenv("SLACK_CHANNEL", raising=False)
+    code, out, _ = run_check(str(path))
+    assert code == 0 and "  otherwise -> C0INFILE (from the file: slack.default_channel)" in out
+    monkeypatch.setenv("SLACK_CHANNEL", "C0FROMENV")
+    code, out, _ = run_check(str(path))
+    assert code == 0
+    assert "  all: every event -> C0FROMENV" in out  # a route without a channel takes the default
+    assert "  otherwise -> C0FROMENV (from the environment: SLACK_CHANNEL)" in out
+    code, out, _ = run_check(str(REPO_CONFIG))
+    assert code == 0 and "  otherwise -> C0FROMENV (from the environment: SLACK_CHANNEL)" in out
+
+
+def test_check_config_refuses_a_channel_name_in_slack_channel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLACK_CHANNEL", "general")
+    code, out, err = run_check(str(REPO_CONFIG))
+    assert (code, out) == (1, "")
+    assert err.startswith("SLACK_CHANNEL: 'general' is not a Slack channel ID") and "#name" in err
 
 
 def test_check_config_warns_about_routes_that_never_match(tmp_path: Path) -> None:

@@ -44,7 +44,9 @@ def test_good_rewrite_takes_effect(holder: ConfigHolder, config_file: Path) -> N
         assert holder.reload() is True
     assert holder.current.slack.default_channel == "C0BBBBB"
     assert holder.current.history.ttl_s == 7200.0
-    assert [entry["event"] for entry in logs] == ["config reloaded"]
+    [entry] = logs
+    assert (entry["event"], entry["log_level"]) == ("config_reloaded", "info")
+    assert (entry["triggers"], entry["routes"]) == (2, 0)
 
 
 def test_unchanged_file_is_not_a_new_config(holder: ConfigHolder) -> None:
@@ -60,6 +62,8 @@ def test_bad_rewrite_is_logged_and_the_last_good_config_kept(holder: ConfigHolde
         assert holder.reload() is False
     assert holder.current is before
     [entry] = errors(logs)
+    assert entry["event"] == "config_rejected"
+    assert not holder.file_ok
     assert entry["path"] == str(config_file)
     assert len(entry["problems"]) == 2
     assert entry["problems"][0].startswith(f"{config_file}:4:8: history.ttl: bad duration 'soon'")
@@ -67,8 +71,28 @@ def test_bad_rewrite_is_logged_and_the_last_good_config_kept(holder: ConfigHolde
     assert entry["error"].splitlines()[1:] == entry["problems"]
 
     config_file.write_text(GOOD_B)  # fixed: the next reload applies it
-    assert holder.reload() is True
+    with capture_logs() as logs:
+        assert holder.reload() is True
     assert holder.current.slack.default_channel == "C0BBBBB"
+    assert holder.file_ok
+    assert [entry["event"] for entry in logs] == ["config_reloaded"]
+
+
+def test_fixing_a_rejected_file_back_to_the_running_rules_is_logged(
+    holder: ConfigHolder, config_file: Path
+) -> None:
+    """The owner reverts a bad edit: nothing changes, but they must see the file is good again."""
+    config_file.write_text(BAD)
+    assert holder.reload() is False
+    config_file.write_text(GOOD_A)
+    with capture_logs() as logs:
+        assert holder.reload() is False  # the same rules as before: no new config
+    assert holder.file_ok
+    [entry] = logs
+    assert (entry["event"], entry["triggers"], entry["routes"]) == ("config_reloaded", 2, 0)
+    with capture_logs() as logs:
+        assert holder.reload() is False
+    assert logs == []  # once: not on every poll
 
 
 def test_route_opting_out_of_business_hours_is_a_change(holder: ConfigHolder, config_file: Path) -> None:
@@ -88,7 +112,8 @@ def test_deleted_file_keeps_the_last_good_config(holder: ConfigHolder, config_fi
     with capture_logs() as logs:
         assert holder.reload() is False
     assert holder.current is before
-    assert len(errors(logs)) == 1
+    assert [entry["event"] for entry in errors(logs)] == ["config_rejected"]
+    assert not holder.file_ok
 
 
 def test_secrets_are_not_logged(holder: ConfigHolder, config_file: Path) -> None:

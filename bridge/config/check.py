@@ -8,7 +8,9 @@ from typing import Any, TextIO
 
 from .diagnostics import ConfigError, ConfigUnreadable, _load
 from .schema import ALWAYS_OPEN, BusinessHours, FileConfig, Route
-from .values import CONFIG_PATH_ENV, DEFAULT_CONFIG_PATH, format_minutes
+from .values import CONFIG_PATH_ENV, DEFAULT_CONFIG_PATH, Invalid, _check_channel, format_minutes
+
+CHANNEL_ENV = "SLACK_CHANNEL"
 
 # --- bridge check-config -------------------------------------------------------------------------
 
@@ -41,16 +43,37 @@ def _describe_hours(hours: BusinessHours) -> str:
     return f"business hours: {hours.timezone}: {days}{closed}; outside hours -> {outside}"
 
 
-def summarize(config: FileConfig) -> list[str]:
+def default_channel_source(config: FileConfig, env_channel: str | None) -> tuple[str, str]:
+    """The channel handovers go to when no route takes them, and where that comes from: the
+    environment wins over the file (the running bridge decides the same way, settings.py)."""
+    if env_channel:
+        return env_channel, f"from the environment: {CHANNEL_ENV}"
+    if config.slack.default_channel:
+        return config.slack.default_channel, "from the file: slack.default_channel"
+    return "nowhere", f"set {CHANNEL_ENV} (or slack.default_channel): the bridge will not start without it"
+
+
+def check_env_channel(value: str | None) -> str | None:
+    """SLACK_CHANNEL checked by the rule the file's channels follow; the problem in words, or None."""
+    if not value:
+        return None
+    try:
+        _check_channel(value)
+    except Invalid as e:
+        return f"{CHANNEL_ENV}: {e} (hint: {e.hint})"
+    return None
+
+
+def summarize(config: FileConfig, env_channel: str | None = None) -> list[str]:
     """What the bridge will do with this config, in the order it decides."""
-    default_channel = config.slack.default_channel or "$SLACK_CHANNEL"
+    default_channel, source = default_channel_source(config, env_channel)
     lines = ["triggers (the first that matches names the handover):"]
     lines += [
         f"  {key}: {_describe_value(value)}" for key, value in (t.condition for t in config.handover.triggers)
     ] or ["  none"]
     lines.append("routes (first match wins):")
     lines += [_describe_route(route, default_channel) for route in config.routes]
-    lines.append(f"  otherwise -> {default_channel} (slack.default_channel; env SLACK_CHANNEL overrides)")
+    lines.append(f"  otherwise -> {default_channel} ({source})")
     lines.append(
         _describe_hours(config.business_hours) if config.business_hours else "business hours: always open"
     )
@@ -70,8 +93,13 @@ def check_config_main(path: str | None, *, out: TextIO | None = None, err: TextI
     except ConfigError as e:
         print(e, file=err)
         return 2 if isinstance(e, ConfigUnreadable) else 1
+    env_channel = os.environ.get(CHANNEL_ENV, "").strip() or None
+    env_problem = check_env_channel(env_channel)
+    if env_problem:
+        print(env_problem, file=err)
+        return 1
     print(f"{resolved}: OK", file=out)
-    for line in summarize(config):
+    for line in summarize(config, env_channel):
         print(line, file=out)
     for warning in warnings:
         print(f"warning: {warning}", file=out)
