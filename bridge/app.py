@@ -22,6 +22,7 @@ from .cli_redis import URL_FILE
 from .delivery import Deliverer, DeliveryContext, Lane, ReplyLane, SlackLane
 from .embedded import EmbeddedValkey
 from .handover import Handover
+from .health import AUTH_RETRY_S
 from .keys import REPLY, SLACK
 from .metrics import Metrics
 from .reload import ConfigHolder
@@ -196,16 +197,25 @@ def _bridge_ctx(app_config: AppConfig):
 
 
 async def _fetch_identity(bridge: Bridge) -> None:
-    """auth.test once at start (retried until Slack answers): who "we" are, to ignore our own messages."""
+    """auth.test once at start (retried until Slack answers): who "we" are, to ignore our own messages.
+    Its answer is the first word on the token: a refusal makes /readyz 503 and names the setting."""
     delay = 1.0
     while bridge.identity is None:
         try:
             bridge.identity = await bridge.slack.identity()
-            log.info("slack_identity", user_id=bridge.identity.user_id, bot_id=bridge.identity.bot_id)
         except SlackFailure as e:
+            if e.auth:
+                bridge.slack_health.auth_failed(e.reason, e.needed)
+                log.error("slack_auth_failed", code=e.reason, needed=e.needed, fix=e.fix(), call="auth.test")
+                await asyncio.sleep(AUTH_RETRY_S)  # until the owner fixes the token: no faster, no slower
+                continue
+            bridge.slack_health.unreachable()
             log.warning("slack_identity_failed", reason=e.reason, retry_in_s=delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 60.0)
+            continue
+        bridge.slack_health.ok()
+        log.info("slack_identity", user_id=bridge.identity.user_id, bot_id=bridge.identity.bot_id)
 
 
 def _upkeep_ctx(handle_signals: bool):

@@ -221,12 +221,30 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """503 when this replica cannot do its job: Redis does not answer, or Slack refuses the token.
+    The body always says how Redis, Slack and the config file stand, so an operator reads the cause."""
     bridge: Bridge = request.app[BRIDGE]
+    health = bridge.slack_health
+    body: dict[str, Any] = {
+        "ok": True,
+        "redis": "ok",
+        "slack": health.state,
+        "config": "ok" if bridge.holder.file_ok else "file_invalid",
+        "config_path": bridge.app_config.config_path or "defaults",
+    }
     try:
         await bridge.store.ping()
     except (*STORE_ERRORS, OSError) as e:
-        return error(503, "redis unavailable", reason=type(e).__name__)
-    return json_response({"ok": True, "config": bridge.app_config.config_path or "defaults"})
+        body.update(
+            ok=False, redis="unavailable", error="redis unavailable", reason=f"redis: {type(e).__name__}"
+        )
+        return json_response(body, 503)
+    if health.ready_reason:
+        body.update(ok=False, error="slack token refused", reason=health.ready_reason)
+        if health.needed:
+            body["needed"] = health.needed
+        return json_response(body, 503)
+    return json_response(body)
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -95,7 +95,8 @@ async def scrape(bridge: BridgeClient) -> Scrape:
 async def test_healthz_and_readyz_answer_200_when_redis_answers(bridge: BridgeClient) -> None:
     assert await get(bridge, "/healthz") == (200, {"ok": True})
     status, body = await get(bridge, "/readyz")
-    assert status == 200 and body["ok"] is True and body["config"] == "defaults"
+    assert status == 200 and body["ok"] is True and body["config_path"] == "defaults"
+    assert (body["redis"], body["config"]) == ("ok", "ok")
 
 
 async def test_readyz_is_503_with_a_reason_while_redis_is_down_and_200_once_back(
@@ -112,7 +113,8 @@ async def test_readyz_is_503_with_a_reason_while_redis_is_down_and_200_once_back
         await server.stop()
         status, body = await get(bridge, "/readyz")
         assert status == 503
-        assert body["ok"] is False and body["error"] == "redis unavailable" and body["reason"]
+        assert body["ok"] is False and body["error"] == "redis unavailable"
+        assert body["redis"] == "unavailable" and body["reason"].startswith("redis: ")
         assert await get(bridge, "/healthz") == (200, {"ok": True})  # alive, only not ready
         assert (await bridge.hook(message("ann", "hello")))[0] == 503  # refused, so Smartly retries
 
