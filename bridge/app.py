@@ -145,7 +145,7 @@ def _bridge_ctx(app_config: AppConfig):
                 settings.bridge_reply_secret.get_secret_value(),
                 timeout_s=min(app_config.file.replies.timeout_s, app_config.file.delivery.lease_s / 2),
             )
-            lanes.append(ReplyLane(ctx, sender, slack))
+            lanes.append(ReplyLane(ctx, sender, slack, lambda: holder.current.replies))
         deliverer = Deliverer(store, lanes, delivery_settings, metrics)
         verifier = None
         if settings.slack_signing_secret and settings.slack_signing_secret.get_secret_value():

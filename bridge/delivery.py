@@ -23,13 +23,14 @@ import orjson
 import structlog
 
 from . import slack_format
-from .config import DeliverySection
+from .config import DeliverySection, RepliesSection
 from .keys import REPLY, SLACK, thread_in
 from .metrics import Metrics
 from .replies import ReplyError, ReplySender
 from .results import Fetched, OutboxEntry, stream_id_key
 from .slack_api import SlackApi, SlackFailure
 from .store import STORE_ERRORS, Store
+from .transcript import transcript
 
 log = structlog.get_logger("bridge.delivery")
 
@@ -353,10 +354,17 @@ class ReplyLane(Lane):
     name = REPLY
     fetch_limit = 20
 
-    def __init__(self, ctx: DeliveryContext, sender: ReplySender, slack: SlackApi) -> None:
+    def __init__(
+        self,
+        ctx: DeliveryContext,
+        sender: ReplySender,
+        slack: SlackApi,
+        replies: Callable[[], RepliesSection] = RepliesSection,
+    ) -> None:
         self.ctx = ctx
         self.sender = sender
         self.slack = slack
+        self.replies = replies
 
     async def deliver(self, cid: str, worker: str, fetched: Fetched | None = None) -> HandedBack | None:
         store = self.ctx.store
@@ -428,7 +436,19 @@ class ReplyLane(Lane):
             at_ms = int(body.pop("at_ms", entry.received_ms) or entry.received_ms)
             body["at"] = iso(at_ms)
             body["id"] = f"{body.get('type')}:{cid}:{body.pop('hid', entry.hid)}"
+            if "lines" in body:  # handover_resolved: the handover's lines, as its transcript
+                body.update(await self._transcript(body.pop("lines"), body.pop("lines_cut", False), body))
         return body
+
+    async def _transcript(self, lines: Any, cut: bool, body: dict[str, Any]) -> dict[str, Any]:
+        return await transcript(
+            lines,
+            cut=cut,
+            user_name=str(body.get("user_id") or body.get("client_id") or ""),
+            name_of=self._name,
+            at=iso,
+            max_bytes=self.replies().transcript_max_bytes,
+        )
 
 
 @dataclass

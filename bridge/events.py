@@ -6,6 +6,7 @@ validate only what we read and keep the rest of the payload untouched for rules 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -14,6 +15,10 @@ import orjson
 MESSAGE_RECEIVED = "message_received"
 ESCALATION_REQUESTED = "escalation_requested"
 HANDLED_EVENTS = frozenset({MESSAGE_RECEIVED, ESCALATION_REQUESTED})
+
+TEXT_INPUT = "text"
+# An input_type is shown to agents as "[image]": anything but a short lowercase word becomes "other".
+_INPUT_TYPE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 
 # Identifiers end up in Redis keys and Slack messages: bound them so one bad sender cannot blow up keys.
 MAX_ID_LENGTH = 256
@@ -68,6 +73,7 @@ class SmartlyEvent:
     handover_category: str = ""
     is_simulator: bool = False
     muted: bool = False
+    input_type: str = TEXT_INPUT  # "image", "file", "audio", "location"...: see slack_format.user_said
 
     @property
     def is_message(self) -> bool:
@@ -153,7 +159,15 @@ def parse_event(body: bytes) -> SmartlyEvent:
         _text(get("handover_category_name")),
         get("is_simulator") is True,
         get("muted") is True,
+        _input_type(get("input_type")),
     )
+
+
+def _input_type(value: Any) -> str:
+    kind = _text(value).strip().lower()
+    if not kind:
+        return TEXT_INPUT
+    return kind if _INPUT_TYPE.fullmatch(kind) else "other"
 
 
 def _refuse_ids(skill_id: str, client_id: str) -> NoReturn:

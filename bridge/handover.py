@@ -12,16 +12,19 @@ from typing import Any
 
 from . import rules
 from .config import FileConfig
-from .events import SmartlyEvent
+from .events import TEXT_INPUT, SmartlyEvent
 from .keys import conversation_id
 from .store import Store
 
 
 def history_entry(event: SmartlyEvent, now_ms: int) -> dict[str, Any] | None:
     """What the thread shows of one exchange; escalation events carry no message."""
-    if not event.is_message or not (event.input or event.answer):
+    non_text = event.input_type != TEXT_INPUT
+    if not event.is_message or not (event.input or event.answer or non_text):
         return None
     entry: dict[str, Any] = {"t": now_ms, "in": event.input, "out": event.answer}
+    if non_text:  # an image, a file, a location...: shown as "[image] <its URL>", see user_said
+        entry["it"] = event.input_type
     if event.intent:
         entry["intent"] = event.intent
     if event.confidence is not None:

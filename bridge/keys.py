@@ -8,6 +8,8 @@ lives in a slot of its own: it runs on standalone Redis only, see Store.begin_po
 
   bridge:{p}:conv:<cid>         hash    user fields, handover state, header, thread ts, delivery markers
   bridge:{p}:hist:<cid>         list    history entries (JSON), capped and expiring with the conversation
+  bridge:{p}:lines:<cid>        list    the open handover's lines (history shown at open, exchanges,
+                                        agents' replies) for handover_resolved's transcript; capped
   bridge:{p}:out:<lane>:<cid>   stream  what must still be delivered, in order (lane: slack | reply)
   bridge:{p}:ready:<lane>       zset    conversations with pending entries, scored by when they are due
   bridge:{p}:lease:<lane>:<cid> string  the worker delivering this conversation right now (PX lease)
@@ -65,6 +67,10 @@ class Keys:
     def hist(self) -> str:
         return f"{self.tag}hist:{self.cid}"
 
+    @property
+    def lines(self) -> str:
+        return f"{self.tag}lines:{self.cid}"
+
     def out(self, lane: str) -> str:
         return f"{self.out_prefix(lane)}{self.cid}"
 
@@ -112,6 +118,7 @@ class Keys:
             self.ready(REPLY),
             self.stats,
             self.open,
+            self.lines,
         ]
 
 
@@ -136,10 +143,10 @@ def conversation_keys(partitions: int, cid: str) -> Keys:
 
 
 @functools.lru_cache(maxsize=16384)
-def record_keys(partitions: int, cid: str) -> tuple[str, str, str, str, str, str]:
+def record_keys(partitions: int, cid: str) -> tuple[str, str, str, str, str, str, str]:
     """record.lua's keys but the dedupe one, built once per conversation instead of per webhook."""
     k = conversation_keys(partitions, cid)
-    return k.conv, k.hist, k.out(SLACK), k.ready(SLACK), k.open, k.stats
+    return k.conv, k.hist, k.out(SLACK), k.ready(SLACK), k.open, k.stats, k.lines
 
 
 def thread_in(conv: dict[str, str], hid: str) -> tuple[str, str] | None:

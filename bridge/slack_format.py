@@ -50,12 +50,25 @@ def _clock(ms: int | float | None) -> str:
     return datetime.fromtimestamp(float(ms) / 1000, UTC).strftime("%H:%M:%S")
 
 
+_URL = re.compile(r"https?://[^\s<>\"']+", re.IGNORECASE)
+
+
+def user_said(entry: dict[str, Any]) -> str:
+    """The user's side of a history entry as plain text: what they typed, or for non-text input
+    (`it`: image, file, audio, location...) its type and any http(s) URL found in it."""
+    text = str(entry.get("in") or "")
+    kind = entry.get("it")
+    if not kind:
+        return text
+    return " ".join([f"[{kind}]", *_URL.findall(text)])
+
+
 def history_lines(entry: dict[str, Any], *, after_claim: bool = False) -> str:
     """One exchange: the user's line, then the bot's line, told apart at a glance."""
     at = _clock(entry.get("t"))
     stamp = f"`{at}` " if at else ""
     lines = []
-    user_text = entry.get("in") or ""
+    user_text = user_said(entry)
     if user_text:
         lines.append(f"{stamp}:bust_in_silhouette: *User:* {escape(truncate(user_text))}")
     bot_text = entry.get("out") or ""

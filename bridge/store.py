@@ -147,8 +147,8 @@ class Store:
         ttl_ms: int,
         shown_on_open: int,
     ) -> tuple[list[str], list[Any]]:
-        conv, hist, out, ready, open_, stats = record_keys(self.partitions, cid)
-        keys = [conv, hist, out, ready, open_, self.keys(cid).dedupe(body_digest), stats]
+        conv, hist, out, ready, open_, stats, lines = record_keys(self.partitions, cid)
+        keys = [conv, hist, out, ready, open_, self.keys(cid).dedupe(body_digest), stats, lines]
         args: list[Any] = [
             now_ms,
             dedupe_ms,

@@ -504,7 +504,8 @@ async def test_claim_and_resolve_buttons_then_a_new_thread(
     ]
     bodies = fake_reply.bodies()
     for body in (bodies[0], bodies[1], bodies[3]):
-        assert set(body) == {
+        transcript = {"transcript", "transcript_truncated"} if body is bodies[3] else set()
+        assert set(body) - transcript == {
             "type",
             "id",
             "skill_id",

@@ -259,6 +259,11 @@ class RedisSection(Section):
 class RepliesSection(Section):
     private_prefixes: list[str] = Field(default_factory=lambda: ["note:", "//"])
     timeout_s: Duration = Field(10.0, alias="timeout")
+    # Issue 17: files, edits and transcripts of agents' replies.
+    file_link_ttl_s: Duration = Field(86400.0, alias="file_link_ttl", gt=0)
+    max_file_bytes: int = Field(20 * 1024 * 1024, ge=1)
+    edit_window_s: Duration = Field(900.0, alias="edit_window", ge=0)
+    transcript_max_bytes: int = Field(256 * 1024, ge=1024)
 
 
 class FileConfig(Section):

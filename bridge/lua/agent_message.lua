@@ -2,14 +2,14 @@
 -- event_id), count it as activity, and let the first replying agent claim an unclaimed handover.
 -- The claim is queued before the message, so the owner hears "handover_claimed" (and can mute the bot)
 -- before the agent's first words reach the user.
--- KEYS: conv, out_slack, ready_slack, out_reply, ready_reply, stats, open, seen
+-- KEYS: conv, out_slack, ready_slack, out_reply, ready_reply, stats, open, lines, seen
 -- ARGV: now_ms, cid, thread_ts, agent_id, message json, dedupe_ms, claim_on_reply ('1'|'0')
 -- Returns {status, first_response_after_ms}: status 1 queued, 0 duplicate, -1 not an open handover thread
 local k = handover_keys()
 local now, cid = tonumber(ARGV[1]), ARGV[2]
 local state = open_state(k.conv, ARGV[3])
 if not state then return {-1, 0} end
-if not redis.call('SET', KEYS[8], '1', 'NX', 'PX', ARGV[6]) then return {0, 0} end
+if not redis.call('SET', KEYS[9], '1', 'NX', 'PX', ARGV[6]) then return {0, 0} end
 
 local c = redis.call('HMGET', k.conv, 'skill_id', 'client_id', 'user_id', 'platform', 'lang', 'hid',
   'first_response_at', 'opened_at')
@@ -23,6 +23,8 @@ message.platform, message.lang, message.thread_ts = c[4] or '', c[5] or '', ARGV
 enqueue(k.out_reply, k.ready_reply, k.stats, 'reply', cid, now, 'k', 'agent_message', 'h', c[6] or '0',
   'e', cjson.encode(message), 't', now)
 redis.call('ZADD', k.open, now, cid)
+keep_line(k.lines, k.conv, cjson.encode({t = now, agent = ARGV[4], m = message.slack_text or '', id = message.id}),
+  redis.call('PTTL', k.conv))
 
 local first_after = 0
 if not c[7] then

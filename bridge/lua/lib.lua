@@ -58,7 +58,19 @@ end
 -- The KEYS layout the handover scripts share (store.Keys.handover_keys), by name.
 local function handover_keys()
   return {conv = KEYS[1], out_slack = KEYS[2], ready_slack = KEYS[3], out_reply = KEYS[4],
-    ready_reply = KEYS[5], stats = KEYS[6], open = KEYS[7]}
+    ready_reply = KEYS[5], stats = KEYS[6], open = KEYS[7], lines = KEYS[8]}
+end
+
+-- The open handover's lines, for handover_resolved's transcript (transcript.py reads them): JSON
+-- history entries, and {"t", "agent", "m"} for agents' replies. Capped: past the cap the oldest go,
+-- and the conversation remembers that its transcript lost lines.
+local TRANSCRIPT_MAX_LINES = 2000
+local function keep_line(lines, conv, line, ttl_ms)
+  if redis.call('RPUSH', lines, line) > TRANSCRIPT_MAX_LINES then
+    redis.call('LTRIM', lines, -TRANSCRIPT_MAX_LINES, -1)
+    redis.call('HSET', conv, 'lines_cut', '1')
+  end
+  if ttl_ms and tonumber(ttl_ms) > 0 then redis.call('PEXPIRE', lines, ttl_ms) end
 end
 
 -- The handover state when one is open (or claimed) and, given a thread ts, lives in that thread.

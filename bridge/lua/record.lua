@@ -1,6 +1,6 @@
 -- The webhook hot path, in one round trip: dedupe, conversation fields, history, handover claim,
 -- and the Slack outbox append, all atomic.
--- KEYS: conv, hist, out_slack, ready_slack, open, dedupe, stats
+-- KEYS: conv, hist, out_slack, ready_slack, open, dedupe, stats, lines
 -- ARGV: now_ms, dedupe_ms, hist_max, ttl_ms, cid, skill_id, client_id, user_id, lang, platform,
 --       muted ('1'|'0'|''), entry json|'' , header json|'' (a handover should open), shown_on_open
 -- Returns {recorded (0 = duplicate), queued, opened, hid}
@@ -41,6 +41,7 @@ if state == 'open' or state == 'claimed' then
   if entry ~= '' then
     enqueue(out, ready, stats, 'slack', cid, now, 'k', 'line', 'h', hid, 'e', entry, 't', now,
       'c', state == 'claimed' and '1' or '0')
+    keep_line(KEYS[8], conv, entry, ARGV[4])
     queued = 1
   end
 elseif ARGV[13] ~= '' then
@@ -56,7 +57,8 @@ elseif ARGV[13] ~= '' then
   header.status = 'open'
   local encoded = cjson.encode(header)
   redis.call('HDEL', conv, 'thread_ts', 'thread_channel', 'agent_id', 'agent_name', 'claimed_at',
-    'first_response_at')
+    'first_response_at', 'lines_cut')
+  redis.call('DEL', KEYS[8])
   redis.call('HSET', conv, 'state', 'open', 'header', encoded, 'opened_at', now)
   redis.call('XADD', out, '*', 'k', 'root', 'h', hid, 'e', encoded, 't', now)
   local n = 1
@@ -64,8 +66,10 @@ elseif ARGV[13] ~= '' then
   if shown > 0 then
     for _, past in ipairs(redis.call('LRANGE', hist, -shown, -1)) do
       redis.call('XADD', out, '*', 'k', 'hist', 'h', hid, 'e', past, 't', now)
+      keep_line(KEYS[8], conv, past)  -- the transcript starts with the history shown at open
       n = n + 1
     end
+    redis.call('PEXPIRE', KEYS[8], ARGV[4])
   end
   redis.call('ZADD', ready, 'NX', now, cid)
   redis.call('HINCRBY', stats, 'slack', n)

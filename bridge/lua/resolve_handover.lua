@@ -1,7 +1,7 @@
 -- Close a handover (Resolve button, or idle timeout): root marked resolved, a closing line in the
 -- thread, the owner told, and the conversation back to "no handover" with its history kept, so the
 -- next escalation opens a new thread.
--- KEYS: conv, out_slack, ready_slack, out_reply, ready_reply, stats, open
+-- KEYS: conv, out_slack, ready_slack, out_reply, ready_reply, stats, open, lines
 -- ARGV: now_ms, cid, thread_ts ('' = whatever is open), agent_id, agent_name, replies, reason,
 --       idle_before_ms (for reason 'idle': only if the last activity is older)
 -- Returns 1 resolved, -1 nothing to resolve
@@ -25,10 +25,16 @@ enqueue(k.out_slack, k.ready_slack, k.stats, 'slack', cid, now,
 enqueue(k.out_slack, k.ready_slack, k.stats, 'slack', cid, now,
   'k', 'update', 'h', hid, 'e', cjson.encode(header), 't', now)
 if ARGV[6] == '1' then
+  -- The handover's lines ride along, spliced in as they are stored (transcript.py shapes them).
+  local body = lifecycle(k.conv, 'handover_resolved', now, ARGV[4], ARGV[5], thread_ts)
+  local cut = redis.call('HGET', k.conv, 'lines_cut') == '1'
+  body = string.sub(body, 1, -2) .. ',"lines_cut":' .. tostring(cut) .. ',"lines":[' ..
+    table.concat(redis.call('LRANGE', k.lines, 0, -1), ',') .. ']}'
   enqueue(k.out_reply, k.ready_reply, k.stats, 'reply', cid, now, 'k', 'lifecycle', 'h', hid,
-    'e', lifecycle(k.conv, 'handover_resolved', now, ARGV[4], ARGV[5], thread_ts), 't', now)
+    'e', body, 't', now)
 end
+redis.call('DEL', k.lines)
 redis.call('HDEL', k.conv, 'state', 'header', 'thread_ts', 'thread_channel', 'agent_id', 'agent_name',
-  'claimed_at', 'first_response_at', 'opened_at')
+  'claimed_at', 'first_response_at', 'opened_at', 'lines_cut')
 redis.call('ZREM', k.open, cid)
 return 1
