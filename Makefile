@@ -23,6 +23,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check bridge tests bench
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff format bridge tests bench

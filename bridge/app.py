@@ -32,7 +32,7 @@ from .settings import AppConfig
 from .slack_api import SlackApi, SlackFailure
 from .slack_events import SlackEvents
 from .socket_mode import socket_mode_ctx
-from .store import STORE_DEADLINE_S, STORE_ERRORS, AnyRedis, Store, close_quietly
+from .store import STORE_DEADLINE_S, STORE_ERRORS, STORE_OR_SOCKET_ERRORS, AnyRedis, Store, close_quietly
 from .web import add_routes
 
 log = structlog.get_logger("bridge.app")
@@ -67,7 +67,7 @@ async def connect(url: str, cluster: bool, attempts: int = CONNECT_ATTEMPTS) -> 
         try:
             await client.ping()
             return client
-        except (*STORE_ERRORS, OSError) as e:  # e.g. a cluster still electing: not all slots covered
+        except STORE_OR_SOCKET_ERRORS as e:  # e.g. a cluster still electing: not all slots covered
             last = e
             await close_quietly(client)
             log.warning("redis_connect_retry", attempt=attempt + 1, error=type(e).__name__)

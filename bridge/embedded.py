@@ -129,9 +129,10 @@ async def _server_pid(host: str, port: int, timeout_s: float) -> int | None:
     """
     writer: asyncio.StreamWriter | None = None
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
-        writer.write(b"INFO server\r\n")
-        await writer.drain()
+        reader, connected = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
+        writer = connected
+        connected.write(b"INFO server\r\n")
+        await connected.drain()
         header = await asyncio.wait_for(reader.readline(), timeout_s)
         if not header.startswith(b"$"):  # e.g. -LOADING while the AOF is replayed
             return None

@@ -43,6 +43,10 @@ AnyRedis = Redis | RedisCluster
 # "Redis cannot answer right now": callers answer 503 or back off. RedisClusterException (no reachable
 # node, slot not covered during a failover, ...) is NOT a RedisError subclass in redis-py.
 STORE_ERRORS: tuple[type[Exception], ...] = (RedisError, RedisClusterException)
+# Redis unavailable, or the socket to it broken before redis-py could say so.
+STORE_OR_SOCKET_ERRORS: tuple[type[Exception], ...] = (*STORE_ERRORS, OSError)
+# Redis unavailable, or it did not answer within the caller's deadline.
+STORE_OR_TIMEOUT_ERRORS: tuple[type[Exception], ...] = (*STORE_ERRORS, TimeoutError)
 # The longest a webhook waits on Redis (plus redis.wait_timeout_ms when WAIT is on): during a failover
 # it answers 503 within this bound, and the sender retries, instead of holding its connection open.
 STORE_DEADLINE_S = 2.0

@@ -63,7 +63,7 @@ async def test_list_dead_on_an_empty_outbox(bridge: BridgeProcess) -> None:
     assert "0 dead letter(s)" in done.stderr
 
 
-@pytest.mark.parametrize("error", ["channel_not_found", "not_in_channel", "is_archived", "invalid_auth"])
+@pytest.mark.parametrize("error", ["channel_not_found", "not_in_channel", "is_archived", "restricted_action"])
 async def test_dead_root_then_no_thread_lines_replayed_in_order_after_the_fix(
     bridge: BridgeProcess, fake_slack: FakeSlack, error: str
 ) -> None:

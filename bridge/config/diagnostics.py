@@ -107,7 +107,8 @@ def _explain(error: Any) -> tuple[str, str, bool]:
         return f"required key {loc[-1]!r} is missing", "", False
     if kind in ("model_type", "model_attributes_type"):
         model = _model_at(loc)
-        example = f", like {model.example}" if model and model.example else ""
+        shown = str(getattr(model, "example", "")) if model else ""
+        example = f", like {shown}" if shown else ""
         return f"expected a mapping, got {_kind_of(error.get('input'))}", f"write a mapping{example}", False
     return error["msg"], _TYPE_HINTS.get(kind, ""), False
 
@@ -115,7 +116,7 @@ def _explain(error: Any) -> tuple[str, str, bool]:
 def _repeated_entries(document: _Document, data: dict[str, Any]) -> list[Problem]:
     """Repeated route names and days, checked on the raw data so they show up next to every other
     problem (a model validator would only run once everything else in its model is valid)."""
-    routes = data.get("routes") if isinstance(data.get("routes"), list) else []
+    routes: list[Any] = data["routes"] if isinstance(data.get("routes"), list) else []
     problems = []
     first_index: dict[str, int] = {}
     for index, route in enumerate(routes):
