@@ -15,7 +15,10 @@ from .cli_redis import RedisUnreachable, cli_store
 from .config import ConfigError, check_config_main
 from .logs import configure_logging
 from .settings import AppConfig, SettingsError, load_app_config
-from .store import STORE_ERRORS
+from .store import STORE_OR_SOCKET_ERRORS
+
+# What a command against Redis reports in one line: Redis unreachable, or not found at all.
+CLI_FAILURES: tuple[type[Exception], ...] = (RuntimeError, *STORE_OR_SOCKET_ERRORS)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RedisUnreachable as e:
         print(f"bridge: {e}", file=sys.stderr)
         return 1
-    except (RuntimeError, *STORE_ERRORS, OSError) as e:
+    except CLI_FAILURES as e:
         print(f"bridge: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .settings import AppConfig
-from .store import STORE_ERRORS, AnyRedis, Store, close_quietly
+from .store import STORE_UNREACHABLE_ERRORS, AnyRedis, Store, close_quietly
 
 URL_FILE = "redis-url"  # written by `bridge serve` on embedded Valkey, next to its data
 CONNECT_TIMEOUT_S = 3.0
@@ -37,7 +37,7 @@ async def connect_once(url: str, cluster: bool) -> AnyRedis:
     try:
         async with asyncio.timeout(CONNECT_TIMEOUT_S):
             await client.ping()
-    except (*STORE_ERRORS, OSError, TimeoutError) as e:
+    except STORE_UNREACHABLE_ERRORS as e:
         await close_quietly(client)
         raise RedisUnreachable(f"cannot reach Redis at {where(url)}: {type(e).__name__}") from e
     return client

@@ -45,6 +45,8 @@ AnyRedis = Redis | RedisCluster
 STORE_ERRORS: tuple[type[Exception], ...] = (RedisError, RedisClusterException)
 # Redis unavailable, or the socket to it broken before redis-py could say so.
 STORE_OR_SOCKET_ERRORS: tuple[type[Exception], ...] = (*STORE_ERRORS, OSError)
+# Redis unavailable, its socket broken, or no answer within the caller's deadline.
+STORE_UNREACHABLE_ERRORS: tuple[type[Exception], ...] = (*STORE_OR_SOCKET_ERRORS, TimeoutError)
 # Redis unavailable, or it did not answer within the caller's deadline.
 STORE_OR_TIMEOUT_ERRORS: tuple[type[Exception], ...] = (*STORE_ERRORS, TimeoutError)
 # The longest a webhook waits on Redis (plus redis.wait_timeout_ms when WAIT is on): during a failover
