@@ -31,8 +31,13 @@ def valkey_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedded
 @pytest.fixture
 async def redis_url(valkey_server: EmbeddedValkey) -> AsyncIterator[str]:
     """redis://127.0.0.1:PORT/0 of the session server, FLUSHALLed before the test."""
-    await flushall(valkey_server.url)
-    yield valkey_server.url
+    yield await fresh_redis_url(valkey_server)
+
+
+async def fresh_redis_url(server: EmbeddedValkey) -> str:
+    """The session server's URL, emptied: no test sees what another left behind."""
+    await flushall(server.url)
+    return server.url
 
 
 @pytest.fixture

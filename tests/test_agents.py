@@ -16,7 +16,7 @@ import pytest
 from bridge.keys import conversation_id
 from bridge.replies import verify
 from bridge.runtime import BRIDGE
-from tests.harness import wait_until
+from tests.harness import eventually, wait_until
 from tests.harness.fake_reply import DEFAULT_SECRET, SIGNATURE_HEADER, TIMESTAMP_HEADER, FakeReply
 from tests.harness.fake_slack import BOT_ID, BOT_USER_ID, FakeSlack
 from tests.helpers import (
@@ -438,12 +438,15 @@ async def test_replies_disabled_relays_nothing_and_queues_nothing(
 ) -> None:
     bridge = await make_bridge(replies=False)
     root_ts = await open_handover(bridge, fake_slack, None)
-    await wait_until(lambda: fake_slack.message(CHANNEL, root_ts) is not None)
-    await asyncio.sleep(0.2)  # let the root's commit record the thread
+    store = bridge.app[BRIDGE].store
+
+    async def thread_recorded() -> bool:  # the root's commit maps the thread to the conversation
+        return await store.thread_conversation(CHANNEL, root_ts) == conversation_id("skill1", "carol")
+
+    await eventually(thread_recorded)
     await reply(bridge, root_ts, "nobody to send this to")
     await click(bridge, root_ts, "handover_claim", user=BOB)
     await wait_until(lambda: action_ids(fake_slack, root_ts) == ["handover_resolve"])
-    store = bridge.app[BRIDGE].store
     assert (await store.pending_counts())["reply"] == 0
     assert fake_reply.received() == []
 

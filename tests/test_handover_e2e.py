@@ -6,7 +6,9 @@ import asyncio
 
 import orjson
 
-from tests.harness import wait_until
+from bridge.keys import conversation_id
+from bridge.runtime import BRIDGE
+from tests.harness import eventually, wait_until
 from tests.harness.fake_slack import FakeSlack
 from tests.helpers import CHANNEL, GUIDE_ESCALATION, GUIDE_MESSAGE_RECEIVED, BridgeClient, escalation, message
 
@@ -68,5 +70,11 @@ async def test_concurrent_escalations_open_one_thread(bridge: BridgeClient, fake
     results = await asyncio.gather(*(bridge.hook(escalation("bob")) for _ in range(50)))
     assert all(status == 200 for status, _ in results)
     await wait_until(lambda: len(fake_slack.roots(CHANNEL)) >= 1)
-    await asyncio.sleep(0.5)
+    store = bridge.app[BRIDGE].store
+    assert (await store.conversation(conversation_id("skill1", "bob")))["hid"] == "1"  # one handover opened
+
+    async def all_delivered() -> bool:
+        return await store.pending_counts() == {"slack": 0, "reply": 0}
+
+    await eventually(all_delivered)
     assert len(fake_slack.roots(CHANNEL)) == 1

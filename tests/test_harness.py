@@ -17,6 +17,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bridge.embedded import EmbeddedValkey, EmbeddedValkeyError, free_port
+from tests.conftest import fresh_redis_url
 from tests.harness import wait_until
 from tests.harness.fake_reply import DEFAULT_SECRET, SIGNATURE_HEADER, TIMESTAMP_HEADER, FakeReply, sign
 from tests.harness.fake_slack import BOT_USER_ID, DEFAULT_TOKEN, FakeSlack
@@ -120,16 +121,14 @@ async def test_embedded_failure_is_explained(tmp_path: Path) -> None:
         await first.stop()
 
 
-async def test_redis_url_fixture_a(redis_url: str) -> None:
-    client = aredis.Redis.from_url(redis_url)
-    await client.set("leftover", "1")
-    await client.aclose()
-
-
-async def test_redis_url_fixture_b_is_flushed(redis_url: str) -> None:
-    client = aredis.Redis.from_url(redis_url)
-    assert await client.exists("leftover") == 0
-    await client.aclose()
+async def test_redis_url_fixture_hands_each_test_an_empty_server(valkey_server: EmbeddedValkey) -> None:
+    client = aredis.Redis.from_url(valkey_server.url)
+    try:
+        await client.set("leftover", "1")  # what an earlier test could have left
+        assert await fresh_redis_url(valkey_server) == valkey_server.url
+        assert await client.dbsize() == 0
+    finally:
+        await client.aclose()
 
 
 # -- fake Slack through the real slack-sdk --------------------------------------------------------

@@ -25,7 +25,7 @@ from bridge.logs import FastTimeStamper, SecretScrubber, configure_logging, info
 from bridge.settings import Settings
 from bridge.slack_format import RESOLVE_ACTION
 from tests.conftest import app_config
-from tests.harness import wait_until
+from tests.harness import eventually, wait_until
 from tests.harness.bridge_process import BridgeProcess
 from tests.harness.fake_reply import DEFAULT_SECRET, FakeReply
 from tests.harness.fake_slack import DEFAULT_TOKEN, FakeSlack
@@ -51,15 +51,6 @@ REQUIRED_METRICS = {
     "bridge_dead_letters": "counter",
     "bridge_agent_first_response_seconds": "histogram",
 }
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 10.0) -> None:
-    """Poll an async fact until true (bounded)."""
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s}s")
-        await asyncio.sleep(0.05)
 
 
 async def get(bridge: BridgeClient, path: str, **headers: str) -> tuple[int, Any]:

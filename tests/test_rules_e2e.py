@@ -7,6 +7,8 @@ from pathlib import Path
 
 import orjson
 
+from bridge.keys import conversation_id
+from bridge.runtime import BRIDGE
 from tests.harness import wait_until
 from tests.harness.fake_slack import FakeSlack
 from tests.helpers import CHANNEL, escalation, message
@@ -66,18 +68,24 @@ async def test_hot_reload_good_then_bad_keeps_last_good(
     await bridge.hook(escalation("r1", lang="en-gb"))
     await wait_until(lambda: len(fake_slack.roots(CHANNEL)) == 1)
 
+    holder = bridge.app[BRIDGE].holder
+    first = holder.current
     path.write_text(ROUTES_V2)  # the watcher picks it up without a restart
-    await asyncio.sleep(1.5)
+    await wait_until(lambda: holder.current is not first, 5)
     # requests keep flowing during and after the reload
     statuses = await asyncio.gather(*(bridge.hook(message(f"load{i}", "hi")) for i in range(20)))
     assert {s for s, _ in statuses} == {200}
     await bridge.hook(escalation("r2", lang="en-gb"))
     await wait_until(lambda: len(fake_slack.roots("C0ENGLISH")) == 1, 5)
 
+    good = holder.current
     path.write_text(ROUTES_V2 + "\nrouts: []\nhistory: {ttl: soon}\n")  # invalid: rejected, last good kept
-    await asyncio.sleep(1.5)
+    await wait_until(lambda: not holder.file_ok, 5)
+    assert holder.current is good
     await bridge.hook(escalation("r3", lang="en-gb"))
     await wait_until(lambda: len(fake_slack.roots("C0ENGLISH")) == 2, 5)
-    await bridge.hook(message("fr2", "un conseiller svp", lang="fr-fr"))  # keywords trigger is gone in v2
-    await asyncio.sleep(0.5)
+    assert (await bridge.hook(message("fr2", "un conseiller svp", lang="fr-fr")))[0] == 200
+    # the keywords trigger is gone in v2: recorded (the 200 says so), and no handover opened
+    recorded = await bridge.app[BRIDGE].store.conversation(conversation_id("skill1", "fr2"))
+    assert recorded["client_id"] == "fr2" and "state" not in recorded
     assert fake_slack.roots("C0FRENCH1") == []

@@ -9,11 +9,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-__all__ = ["HttpFake", "wait_until"]
+__all__ = ["HttpFake", "eventually", "wait_until"]
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 10.0) -> None:
+    """Poll an async fact (e.g. a Redis read) until true; AssertionError after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s}s")
+        await asyncio.sleep(0.05)
 
 
 async def wait_until(
