@@ -12,12 +12,12 @@ from collections.abc import AsyncIterator
 import aiohttp
 import structlog
 from aiohttp import web
+from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from slack_sdk.signature import SignatureVerifier
 
-from .autopipeline import AutoPipelineRedis
 from .cli_redis import URL_FILE
 from .delivery import Deliverer, DeliveryContext, Lane, ReplyLane, SlackLane
 from .embedded import EmbeddedValkey
@@ -43,7 +43,12 @@ METRICS = web.AppKey("metrics", Metrics)
 CONNECT_ATTEMPTS = 20
 
 
-def redis_client(url: str, cluster: bool) -> AnyRedis:
+def autopipelined(app_config: AppConfig) -> bool:
+    """Whether the bridge runs the autopipelining client (standalone Redis, redis.autopipeline)."""
+    return app_config.file.redis.autopipeline and not app_config.redis_cluster
+
+
+def redis_client(url: str, cluster: bool, autopipeline: bool = True) -> AnyRedis:
     """A client that fails fast (bounded retries, short timeouts): a webhook answers 503 rather than hang."""
     options = {
         # Per connection pool (per node in cluster mode, where an exhausted pool fails at once).
@@ -55,15 +60,22 @@ def redis_client(url: str, cluster: bool) -> AnyRedis:
     }
     if cluster:
         return RedisCluster.from_url(url, **options)
-    # Single commands from concurrent webhooks and workers share round trips (autopipeline.py).
+    if not autopipeline:
+        return Redis.from_url(url, **options)
+    # Single commands from concurrent webhooks and workers share round trips (autopipeline.py). Imported
+    # here: it checks redis-py's private names at import, which plain redis-py does not need.
+    from .autopipeline import AutoPipelineRedis
+
     return AutoPipelineRedis.from_url(url, batch_timeout=STORE_DEADLINE_S, **options)
 
 
-async def connect(url: str, cluster: bool, attempts: int = CONNECT_ATTEMPTS) -> AnyRedis:
+async def connect(
+    url: str, cluster: bool, attempts: int = CONNECT_ATTEMPTS, *, autopipeline: bool = True
+) -> AnyRedis:
     """Bounded connect-retry, confirmed with PING."""
     last: Exception | None = None
     for attempt in range(attempts):
-        client = redis_client(url, cluster)
+        client = redis_client(url, cluster, autopipeline)
         try:
             await client.ping()
             return client
@@ -102,7 +114,7 @@ def _redis_ctx(app_config: AppConfig):
                 url=url,
                 note="no REDIS_URL set: using an embedded valkey-server with append-only persistence",
             )
-        client = await connect(url, app_config.redis_cluster)
+        client = await connect(url, app_config.redis_cluster, autopipeline=autopipelined(app_config))
         app[REDIS] = client
         try:
             yield
@@ -129,7 +141,11 @@ def _bridge_ctx(app_config: AppConfig):
         settings = app_config.settings
         holder = ConfigHolder(app_config.config_path, app_config.file)
         metrics = app[METRICS]
-        store = Store(app[REDIS], partitions=app_config.file.redis.partitions)  # type: ignore[arg-type]
+        store = Store(
+            app[REDIS],  # type: ignore[arg-type]
+            partitions=app_config.file.redis.partitions,
+            client_deadline_s=STORE_DEADLINE_S if autopipelined(app_config) else None,
+        )
         await store.check_partitions()
         token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else ""
         # A Slack call must end well within a worker's lease, or another worker could take over mid-post.

@@ -31,13 +31,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import hiredis
-from redis._parsers.hiredis import NOT_ENOUGH_DATA, _AsyncHiredisParser
 from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
-from redis.client import EMPTY_RESPONSE, NEVER_DECODE
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .redis_private import EMPTY_RESPONSE, NEVER_DECODE, NOT_ENOUGH_DATA, hiredis_parser, writer
+from .store import NotSent
 
 # Never share a connection with these: they block it, or change state other callers would inherit.
 SOLO_COMMANDS = frozenset({
@@ -99,8 +100,8 @@ class Pipe:
     closed: bool = False
 
     def usable(self) -> bool:
-        writer = self.connection._writer
-        return not self.closed and writer is not None and not writer.transport.is_closing()
+        stream = writer(self.connection)
+        return not self.closed and stream is not None and not stream.transport.is_closing()
 
 
 class AutoPipelineRedis(Redis):
@@ -168,11 +169,14 @@ class AutoPipelineRedis(Redis):
             if not batch.calls:
                 return
             packed = self._pack(pipe.connection, batch.calls)
+        stream = writer(pipe.connection)
         try:
+            if stream is None:
+                raise ConnectionResetError("not connected")
             if isinstance(packed, list):
-                pipe.connection._writer.writelines(packed)
+                stream.writelines(packed)
             else:
-                pipe.connection._writer.write(packed)
+                stream.write(packed)
         except (OSError, RuntimeError) as e:  # the transport died under us (uvloop raises here)
             self._drop(pipe, _as_redis_error(e))
             self._resend_or_fail(batch, RedisConnectionError(f"Redis connection lost: {e}"))
@@ -210,8 +214,8 @@ class AutoPipelineRedis(Redis):
                 raise RedisTimeoutError("no connection to Redis within the deadline") from e
         except BaseException as e:  # every waiting caller gets the failure
             unsent, self._unsent = self._unsent, []
-            for batch in unsent:
-                batch.fail(_as_redis_error(e))
+            for batch in unsent:  # (a resent batch was written once: Redis may have run it)
+                batch.fail(_as_redis_error(e) if batch.resent else _not_sent(e))
             if isinstance(e, asyncio.CancelledError):
                 raise
             return
@@ -287,13 +291,12 @@ class AutoPipelineRedis(Redis):
 
     async def _read_replies(self, connection: Connection, batch: list[Call]) -> list[Any]:
         """One reply per command, in order; an error reply becomes that command's exception."""
-        parser = connection._parser
-        if not isinstance(parser, _AsyncHiredisParser):
+        hiredis_parts = hiredis_parser(connection)
+        if hiredis_parts is None:
             return [await self._reply_or_error(connection, args[0], options) for args, options, _ in batch]
         # hiredis straight from its buffer, as _AsyncHiredisParser.read_response does, minus two layers
         # of redis-py per reply (a socket read only when the buffer runs dry).
-        reader = parser._reader
-        push_type = parser._hiredis_PushNotificationType
+        parser, reader, push_type = hiredis_parts
         replies: list[Any] = []
         for args, options, _ in batch:
             raw = NEVER_DECODE in options
@@ -362,6 +365,12 @@ def _as_redis_error(error: BaseException) -> BaseException:
         wrapped.__cause__ = error
         return wrapped
     return error
+
+
+def _not_sent(error: BaseException) -> NotSent:
+    not_sent = NotSent(f"Redis not reached: {type(error).__name__}: {error}")
+    not_sent.__cause__ = error
+    return not_sent
 
 
 def _split_name(args: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -33,7 +33,7 @@ async def connect_once(url: str, cluster: bool) -> AnyRedis:
     """One PING, bounded in time; RedisUnreachable when it gets no answer."""
     from .app import redis_client  # the running bridge's client options, not a copy of them
 
-    client = redis_client(url, cluster)
+    client = redis_client(url, cluster, autopipeline=False)  # a few commands: plain redis-py
     try:
         async with asyncio.timeout(CONNECT_TIMEOUT_S):
             await client.ping()

@@ -1,4 +1,5 @@
-"""From a parsed Smartly event to one atomic Redis write: history, handover claim and Slack outbox.
+"""From a parsed Smartly event to one atomic Redis write: history, handover claim and Slack outbox,
+within the store deadline (and replicated as configured).
 
 Nothing here talks to Slack: the webhook is acknowledged once Redis has the event, and delivery
 happens in the background (delivery.py).
@@ -6,15 +7,19 @@ happens in the background (delivery.py).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
+
+import orjson
 
 from . import rules
 from .config import FileConfig
 from .events import TEXT_INPUT, SmartlyEvent
 from .keys import conversation_id
-from .store import Store
+from .results import RecordResult, flag
+from .store import STORE_DEADLINE_S, RecordArgs, Store
 
 
 def history_entry(event: SmartlyEvent, now_ms: int) -> dict[str, Any] | None:
@@ -62,9 +67,18 @@ def root_header(event: SmartlyEvent, decision: rules.Decision) -> dict[str, Any]
     return header
 
 
+class Recorded(NamedTuple):
+    """What recording one event did. `unreplicated` says how short replication fell when
+    redis.wait_replicas asks for replicas (None: as durable as configured)."""
+
+    result: RecordResult
+    decision: rules.Decision | None
+    unreplicated: dict[str, int] | None
+
+
 class Handover:
-    """Turns Smartly events into one record.lua call (the web handler sends it). `config` returns the
-    current (hot-reloadable) file config."""
+    """Records Smartly events: one record.lua call each, within the store deadline. `config` returns
+    the current (hot-reloadable) file config."""
 
     def __init__(
         self,
@@ -79,24 +93,32 @@ class Handover:
         self.clock = clock
         self._limits_of: tuple[FileConfig | None, tuple[int, int, int, int]] = (None, (0, 0, 0, 0))
 
-    def prepare(self, event: SmartlyEvent, digest: str) -> tuple[list[str], list[Any], rules.Decision | None]:
-        """Pure part of recording: the script's keys and args, and the rules' decision."""
+    async def record(self, event: SmartlyEvent, digest: str) -> Recorded:
+        """Record the event (`digest`: its body's, for dedupe) within STORE_DEADLINE_S, plus
+        redis.wait_timeout_ms when WAIT is on. Store errors and TimeoutError reach the caller."""
+        args, decision = self.prepare(event, digest)
+        redis_config = self.config().redis
+        wanted = redis_config.wait_replicas
+        if wanted:
+            async with asyncio.timeout(STORE_DEADLINE_S + redis_config.wait_timeout_ms / 1000):
+                result, acked = await self.store.record_and_wait(
+                    args, digest, wanted, redis_config.wait_timeout_ms
+                )
+            return Recorded(result, decision, {"acked": acked, "wanted": wanted} if acked < wanted else None)
+        if self.store.bounded:  # the client itself answers within the deadline: no timer per webhook
+            return Recorded(await self.store.record(args, digest), decision, None)
+        async with asyncio.timeout(STORE_DEADLINE_S):
+            return Recorded(await self.store.record(args, digest), decision, None)
+
+    def prepare(self, event: SmartlyEvent, digest: str) -> tuple[RecordArgs, rules.Decision | None]:
+        """Pure part of recording: the script's arguments, and the rules' decision."""
         config = self.config()
         dedupe_ms, hist_max, ttl_ms, shown_on_open = self._limits(config)
         now = self.clock()
         now_ms = int(now.timestamp() * 1000)
         decision = rules.decide(event, config, self.default_channel(), now)
-        keys, args = self.store.record_args(
-            cid=conversation_id(event.skill_id, event.client_id),
-            skill_id=event.skill_id,
-            client_id=event.client_id,
-            user_id=event.user_id,
-            lang=event.lang,
-            platform=event.platform,
-            muted=event.muted if event.is_message else None,
-            entry=history_entry(event, now_ms),
-            header=root_header(event, decision) if decision else None,
-            body_digest=digest,
+        entry = history_entry(event, now_ms)
+        args = RecordArgs(
             now_ms=now_ms,
             # An escalation body carries no id or time, so a user's next escalation after a resolve is
             # byte-identical to the first: deduping it would swallow it. It needs no dedupe either: while
@@ -104,9 +126,18 @@ class Handover:
             dedupe_ms=dedupe_ms if event.is_message else 0,
             hist_max=hist_max,
             ttl_ms=ttl_ms,
+            cid=conversation_id(event.skill_id, event.client_id),
+            skill_id=event.skill_id,
+            client_id=event.client_id,
+            user_id=event.user_id,
+            lang=event.lang,
+            platform=event.platform,
+            muted=flag(event.muted) if event.is_message else "",
+            entry=orjson.dumps(entry) if entry is not None else "",
+            header=orjson.dumps(root_header(event, decision)) if decision else "",
             shown_on_open=shown_on_open,
         )
-        return keys, args, decision
+        return args, decision
 
     def _limits(self, config: FileConfig) -> tuple[int, int, int, int]:
         """(dedupe_ms, hist_max, ttl_ms, shown_on_open), read once per config (it is reloadable)."""

@@ -8,7 +8,7 @@ import contextlib
 import hashlib
 from collections.abc import Sequence
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from redis.asyncio import Redis
@@ -21,6 +21,9 @@ from redis.exceptions import (
     RedisClusterException,
     RedisError,
     TryAgainError,
+)
+from redis.exceptions import (
+    ConnectionError as RedisConnectionError,
 )
 
 from .keys import LANES, META_KEY, REPLY, Keys, conversation_keys, rate_key, record_keys, thread_key, user_key
@@ -56,9 +59,43 @@ STORE_DEADLINE_S = 2.0
 _REDIRECTS = (MovedError, AskError, TryAgainError)
 
 
+class NotSent(RedisConnectionError):
+    """A command that never left the bridge (no connection to Redis could be made): Redis did not
+    run it. The autopipelining client raises it; any other failure may come after Redis ran it."""
+
+
+def never_sent(error: BaseException) -> bool:
+    """Whether Redis certainly did not run the command that failed with `error`: a timeout (Redis may
+    still run it, e.g. when frozen) or a connection lost after sending leaves it unknown. Plain
+    redis-py says so only through a refused connection (it may have sent once before retrying)."""
+    if isinstance(error, NotSent):
+        return True
+    return isinstance(error, RedisConnectionError) and isinstance(error.__context__, ConnectionRefusedError)
+
+
 def _script_source(name: str) -> str:
     lua = resources.files("bridge") / "lua"
     return (lua / "lib.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
+
+
+class RecordArgs(NamedTuple):
+    """record.lua's ARGV, field for field in the order of the ARGV comment at the top of
+    bridge/lua/record.lua (change both together)."""
+
+    now_ms: int
+    dedupe_ms: int  # 0: no dedupe
+    hist_max: int
+    ttl_ms: int
+    cid: str
+    skill_id: str
+    client_id: str
+    user_id: str
+    lang: str
+    platform: str
+    muted: str  # '1' | '0' | '' (unknown)
+    entry: bytes | str  # history entry JSON, or '' (no message)
+    header: bytes | str  # root header JSON when a handover should open, else ''
+    shown_on_open: int
 
 
 class PartitionMismatch(Exception):
@@ -68,9 +105,12 @@ class PartitionMismatch(Exception):
 class Store:
     """Redis access for the bridge. Holds no state of its own beyond the client and loaded scripts."""
 
-    def __init__(self, redis: AnyRedis, *, partitions: int) -> None:
+    def __init__(self, redis: AnyRedis, *, partitions: int, client_deadline_s: float | None = None) -> None:
+        """`client_deadline_s`: the bound the client itself puts on every command, when it has one
+        (the autopipelining client's batch timeout)."""
         self.redis = redis
         self.partitions = partitions
+        self.client_deadline_s = client_deadline_s
         self._scripts: dict[str, AsyncScript] = {}
         for name in (
             "record",
@@ -116,8 +156,7 @@ class Store:
     def bounded(self) -> bool:
         """Whether the client itself answers or fails each command within STORE_DEADLINE_S of issuing
         it (connecting and one resend included). A NOSCRIPT reply costs one more command."""
-        timeout = getattr(self.redis, "batch_timeout", None)
-        return timeout is not None and timeout <= STORE_DEADLINE_S
+        return self.client_deadline_s is not None and self.client_deadline_s <= STORE_DEADLINE_S
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
@@ -134,60 +173,29 @@ class Store:
 
     # -- webhook path ----------------------------------------------------------------------------------
 
-    def record_args(
-        self,
-        *,
-        cid: str,
-        skill_id: str,
-        client_id: str,
-        user_id: str,
-        lang: str,
-        platform: str,
-        muted: bool | None,
-        entry: dict[str, Any] | None,
-        header: dict[str, Any] | None,
-        body_digest: str,
-        now_ms: int,
-        dedupe_ms: int,
-        hist_max: int,
-        ttl_ms: int,
-        shown_on_open: int,
-    ) -> tuple[list[str], list[Any]]:
+    async def record(self, args: RecordArgs, digest: str) -> RecordResult:
+        """record.lua for one webhook (`digest`: its body's, the dedupe key)."""
+        return self._record_result(
+            await self._eval("record", self._record_keys(args.cid, digest), args), args
+        )
+
+    def _record_keys(self, cid: str, digest: str) -> list[str]:
         conv, hist, out, ready, open_, stats, lines = record_keys(self.partitions, cid)
-        keys = [conv, hist, out, ready, open_, self.keys(cid).dedupe(body_digest), stats, lines]
-        args: list[Any] = [
-            now_ms,
-            dedupe_ms,
-            hist_max,
-            ttl_ms,
-            cid,
-            skill_id,
-            client_id,
-            user_id,
-            lang,
-            platform,
-            "" if muted is None else flag(muted),
-            orjson.dumps(entry) if entry is not None else "",
-            orjson.dumps(header) if header is not None else "",
-            shown_on_open,
-        ]
-        return keys, args
+        return [conv, hist, out, ready, open_, self.keys(cid).dedupe(digest), stats, lines]
 
-    async def record(self, keys: list[str], args: list[Any]) -> RecordResult:
-        return self._record_result(await self._eval("record", keys, args), args)
-
-    def _record_result(self, raw: list[Any], args: list[Any]) -> RecordResult:
+    def _record_result(self, raw: list[Any], args: RecordArgs) -> RecordResult:
         recorded, queued, opened, hid = raw
-        cid = args[4]
+        cid = args.cid
         return RecordResult(bool(recorded), bool(queued), bool(opened), int(hid), self.partition_of(cid), cid)
 
     async def record_and_wait(
-        self, keys: list[str], args: list[Any], replicas: int, timeout_ms: int
+        self, args: RecordArgs, digest: str, replicas: int, timeout_ms: int
     ) -> tuple[RecordResult, int]:
         """record.lua then WAIT, pipelined in one round trip on ONE connection: WAIT only counts the
         writes of the connection it runs on. In cluster mode both go to the primary that owns the
         conversation's slot. Returns the result and how many replicas acknowledged within `timeout_ms`."""
         script = self._scripts["record"]
+        keys = self._record_keys(args.cid, digest)
         cluster = isinstance(self.redis, RedisCluster)
         last: Exception | None = None
         for _ in range(3):

@@ -3,7 +3,6 @@ and failures to status codes. Logic never sees a web.Request."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hmac
 from collections.abc import Awaitable, Callable
@@ -15,14 +14,12 @@ import structlog
 from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
-from .events import EventError, IgnoredEvent, SmartlyEvent, parse_event
+from .events import EventError, IgnoredEvent, parse_event
 from .keys import SLACK
 from .logs import info_line
-from .results import RecordResult
-from .rules import Decision
 from .runtime import BRIDGE, Bridge
 from .slack_payloads import PayloadError
-from .store import STORE_DEADLINE_S, STORE_ERRORS, body_digest
+from .store import STORE_ERRORS, body_digest, never_sent
 
 log = structlog.get_logger("bridge.web")
 
@@ -93,12 +90,15 @@ async def smartly_hook(request: web.Request) -> web.Response:
         return error(e.status, e.message, **extra)
     fields = {"smartly_event": event.event, "skill_id": event.skill_id, "client_id": event.client_id}
     try:
-        result, decision, unreplicated = await _record(bridge, event, body_digest(body))
+        result, decision, unreplicated = await bridge.handover.record(event, body_digest(body))
     except (*STORE_ERRORS, TimeoutError) as e:
+        # "unknown": Redis may still run what the bridge stopped waiting for. Either way the sender may
+        # retry the identical body: the dedupe window answers it as a duplicate if it was recorded.
+        recorded = "no" if never_sent(e) else "unknown"
         metrics.webhook_event(event.event, "unavailable")
         metrics.redis_errors.labels("webhook").inc()
-        log.error("webhook_unavailable", status=503, error=type(e).__name__, **fields)
-        return error(503, "storage unavailable, retry later")
+        log.error("webhook_unavailable", status=503, error=type(e).__name__, recorded=recorded, **fields)
+        return error(503, "storage unavailable, retry later", recorded=recorded)
     if unreplicated:
         # Recorded on the primary only: a failover now could lose it. The sender's retry is recorded
         # again if that happened (the dedupe key went with it), else it is answered as a duplicate.
@@ -124,26 +124,6 @@ async def smartly_hook(request: web.Request) -> web.Response:
     metrics.webhook_event(event.event, "recorded")
     info_line("webhook_recorded", {"queued": result.queued, **fields})
     return ok()
-
-
-async def _record(
-    bridge: Bridge, event: SmartlyEvent, digest: str
-) -> tuple[RecordResult, Decision | None, dict[str, int] | None]:
-    """Record the event within the store deadline; the third value says how short replication fell
-    when redis.wait_replicas asks for replicas (None: as durable as configured)."""
-    keys, args, decision = bridge.handover.prepare(event, digest)
-    redis_config = bridge.config().redis
-    wanted = redis_config.wait_replicas
-    if wanted:
-        async with asyncio.timeout(STORE_DEADLINE_S + redis_config.wait_timeout_ms / 1000):
-            result, acked = await bridge.store.record_and_wait(
-                keys, args, wanted, redis_config.wait_timeout_ms
-            )
-        return result, decision, ({"acked": acked, "wanted": wanted} if acked < wanted else None)
-    if bridge.store.bounded:  # the client itself answers within the deadline: no timer per webhook
-        return await bridge.store.record(keys, args), decision, None
-    async with asyncio.timeout(STORE_DEADLINE_S):
-        return await bridge.store.record(keys, args), decision, None
 
 
 def _verified_body(request: web.Request, body: bytes, bridge: Bridge) -> bool:

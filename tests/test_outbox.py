@@ -48,8 +48,7 @@ def handover_for(store: Store, **config: object) -> Handover:
 async def record(handover: Handover, body: dict) -> bool:
     """Record one webhook body exactly as the endpoint does; True unless it was a duplicate."""
     raw = orjson.dumps(body)
-    keys, args, _ = handover.prepare(parse_event(raw), body_digest(raw))
-    result = await handover.store.record(keys, args)
+    result = (await handover.record(parse_event(raw), body_digest(raw))).result
     return result.recorded
 
 

@@ -254,6 +254,7 @@ class RedisSection(Section):
     partitions: int = Field(32, ge=1, le=1024)
     wait_replicas: int = Field(0, ge=0, le=10)
     wait_timeout_ms: int = Field(100, ge=1)
+    autopipeline: bool = True  # false: plain redis-py (its retry and health check), read at start
 
 
 class RepliesSection(Section):

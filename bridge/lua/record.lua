@@ -1,8 +1,9 @@
 -- The webhook hot path, in one round trip: dedupe, conversation fields, history, handover claim,
 -- and the Slack outbox append, all atomic.
 -- KEYS: conv, hist, out_slack, ready_slack, open, dedupe, stats, lines
--- ARGV: now_ms, dedupe_ms, hist_max, ttl_ms, cid, skill_id, client_id, user_id, lang, platform,
---       muted ('1'|'0'|''), entry json|'' , header json|'' (a handover should open), shown_on_open
+-- ARGV (RecordArgs in bridge/store.py, in this order): now_ms, dedupe_ms, hist_max, ttl_ms, cid,
+--       skill_id, client_id, user_id, lang, platform, muted ('1'|'0'|''), entry json|'',
+--       header json|'' (a handover should open), shown_on_open
 -- Returns {recorded (0 = duplicate), queued, opened, hid}
 local conv, hist, out, ready, open, dedupe, stats = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local now = tonumber(ARGV[1])
