@@ -8,6 +8,7 @@ import gc
 import signal
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import structlog
@@ -50,7 +51,7 @@ def autopipelined(app_config: AppConfig) -> bool:
 
 def redis_client(url: str, cluster: bool, autopipeline: bool = True) -> AnyRedis:
     """A client that fails fast (bounded retries, short timeouts): a webhook answers 503 rather than hang."""
-    options = {
+    options: dict[str, Any] = {
         # Per connection pool (per node in cluster mode, where an exhausted pool fails at once).
         "max_connections": 256,
         "socket_timeout": 5.0,
