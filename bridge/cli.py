@@ -1,4 +1,4 @@
-"""`bridge` command line: serve, check-config, outbox list-dead / replay."""
+"""`bridge` command line: serve, check-config, outbox list-dead / replay, handovers list / show / resolve."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import orjson
 
 from .cli_redis import RedisUnreachable, cli_store
 from .config import ConfigError, check_config_main
+from .handovers_cli import add_parser as add_handovers_parser
+from .handovers_cli import handovers_main
 from .logs import configure_logging
 from .settings import AppConfig, SettingsError, load_app_config
 from .store import STORE_OR_SOCKET_ERRORS
@@ -41,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("ids", nargs="*", help="dead-letter ids to replay (see list-dead)")
     replay.add_argument("--all", action="store_true", help="replay every dead letter")
     replay.add_argument("--reason", help="only dead letters with this reason")
+    add_handovers_parser(commands)
     return parser
 
 
@@ -64,6 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         return 0
     try:
+        if args.command == "handovers":
+            return asyncio.run(handovers_main(app_config, args))
         return asyncio.run(_outbox(app_config, args))
     except RedisUnreachable as e:
         print(f"bridge: {e}", file=sys.stderr)

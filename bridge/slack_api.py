@@ -332,6 +332,11 @@ class SlackApi:
                 return str(message.get("ts"))
         return None
 
+    async def permalink(self, channel: str, ts: str) -> str:
+        """A link that opens the message (a handover's root, so its thread) in Slack."""
+        data = await self._call("chat.getPermalink", channel=channel, message_ts=ts)
+        return str(data.get("permalink", ""))
+
     async def user_name(self, user_id: str) -> str | None:
         try:
             data = await self._call("users.info", user=user_id)

@@ -198,6 +198,9 @@ def note_text(note: dict[str, Any]) -> str:
                 ":white_check_mark: Resolved automatically after no activity. "
                 "The bot has the conversation back."
             )
+        if not agent and note.get("reason") not in (None, "", "agent"):  # bridge handovers resolve
+            why = "" if note["reason"] == "operator" else f": {escape(str(note['reason']))}"
+            return f":white_check_mark: Resolved by an operator{why}. The bot has the conversation back."
         return f":white_check_mark: Resolved by {agent or 'an agent'}. The bot has the conversation back."
     return escape(str(note.get("text", "")))
 

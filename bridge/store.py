@@ -497,6 +497,18 @@ class Store:
     async def open_handover_count(self) -> int:
         return sum(await self._per_partition("zcard", lambda k: k.open))
 
+    async def open_handovers(self) -> list[tuple[str, int]]:
+        """Every open handover's conversation id and last activity (ms), for `bridge handovers list`."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p in range(self.partitions):
+                pipe.zrange(self.partition_keys(p).open, 0, -1, withscores=True)
+            rows = await pipe.execute()
+        return [(as_text(cid), int(score)) for row in rows for cid, score in row]
+
+    async def outbox_length(self, lane: str, cid: str) -> int:
+        """Entries of one conversation still waiting in `lane`."""
+        return int(await self.redis.xlen(self.keys(cid).out(lane)))
+
     async def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
         rows = await self._per_partition("xrange", lambda k: k.dead, "-", "+", limit)
         letters = []

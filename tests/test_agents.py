@@ -506,6 +506,7 @@ async def test_claim_and_resolve_buttons_then_a_new_thread(
         "handover_resolved",
     ]
     bodies = fake_reply.bodies()
+    assert bodies[3].pop("reason") == "agent"  # handover_resolved says why: agent, idle or an operator's text
     for body in (bodies[0], bodies[1], bodies[3]):
         transcript = {"transcript", "transcript_truncated"} if body is bodies[3] else set()
         assert set(body) - transcript == {

@@ -25,11 +25,12 @@ enqueue(k.out_slack, k.ready_slack, k.stats, 'slack', cid, now,
 enqueue(k.out_slack, k.ready_slack, k.stats, 'slack', cid, now,
   'k', 'update', 'h', hid, 'e', cjson.encode(header), 't', now)
 if ARGV[6] == '1' then
-  -- The handover's lines ride along, spliced in as they are stored (transcript.py shapes them).
+  -- The handover's lines ride along, spliced in as they are stored (transcript.py shapes them),
+  -- and why it closed: agent (the Resolve button), idle, or an operator's text (bridge handovers resolve).
   local body = lifecycle(k.conv, 'handover_resolved', now, ARGV[4], ARGV[5], thread_ts)
   local cut = redis.call('HGET', k.conv, 'lines_cut') == '1'
-  body = string.sub(body, 1, -2) .. ',"lines_cut":' .. tostring(cut) .. ',"lines":[' ..
-    table.concat(redis.call('LRANGE', k.lines, 0, -1), ',') .. ']}'
+  body = string.sub(body, 1, -2) .. ',"reason":' .. cjson.encode(reason) .. ',"lines_cut":' ..
+    tostring(cut) .. ',"lines":[' .. table.concat(redis.call('LRANGE', k.lines, 0, -1), ',') .. ']}'
   enqueue(k.out_reply, k.ready_reply, k.stats, 'reply', cid, now, 'k', 'lifecycle', 'h', hid,
     'e', body, 't', now)
 end

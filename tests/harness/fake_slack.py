@@ -657,11 +657,24 @@ class FakeSlack(HttpFake):
         self.ephemerals.append({**params, "message_ts": ts, "_at": now})
         return {"ok": True, "message_ts": ts}
 
+    def _chat_get_permalink(self, params: dict[str, Any], now: float) -> dict[str, Any]:
+        channel = str(params.get("channel") or "")
+        if not channel or channel not in self.channels:
+            return {"ok": False, "error": "channel_not_found"}
+        msg = self.message(channel, str(params.get("message_ts") or ""))
+        if msg is None:
+            return {"ok": False, "error": "message_not_found"}
+        link = f"{TEAM_URL}archives/{channel}/p{msg.ts.replace('.', '')}"
+        if not msg.is_root:
+            link += f"?thread_ts={msg.thread_ts}&cid={channel}"
+        return {"ok": True, "channel": channel, "permalink": link}
+
     _methods: dict[str, Any] = {
         "auth.test": _auth_test,
         "chat.postMessage": _chat_post_message,
         "chat.update": _chat_update,
         "chat.postEphemeral": _chat_post_ephemeral,
+        "chat.getPermalink": _chat_get_permalink,
         "conversations.replies": _conversations_replies,
         "conversations.history": _conversations_history,
         "users.info": _users_info,
