@@ -18,8 +18,19 @@ from . import rules
 from .config import FileConfig
 from .events import TEXT_INPUT, SmartlyEvent
 from .keys import conversation_id
+from .privacy import Redactor
 from .results import RecordResult, flag
 from .store import STORE_DEADLINE_S, RecordArgs, Store
+
+FIRST_MESSAGE_CHARS = 300  # what the root shows of the message that opened the handover
+
+
+def redacted_stored(entry: dict[str, Any] | None, header: dict[str, Any] | None, redactor: Redactor) -> None:
+    """privacy.redact_stored: personal data leaves texts before they are written to Redis (in place)."""
+    for data, names in ((entry, ("in", "out")), (header, ("first_message",))):
+        for name in names:
+            if data and data.get(name):
+                data[name] = redactor.redact(data[name])
 
 
 def history_entry(event: SmartlyEvent, now_ms: int) -> dict[str, Any] | None:
@@ -43,8 +54,11 @@ def history_entry(event: SmartlyEvent, now_ms: int) -> dict[str, Any] | None:
     return entry
 
 
-def root_header(event: SmartlyEvent, decision: rules.Decision) -> dict[str, Any]:
-    """The root message's facts; record.lua completes user, language and platform from earlier events."""
+def root_header(
+    event: SmartlyEvent, decision: rules.Decision, root_fields: list[str] | None = None
+) -> dict[str, Any]:
+    """The root message's facts; record.lua completes user, language and platform from earlier events.
+    `root_fields` (slack.root_fields) travels with the header, so a root keeps its shape when updated."""
     header: dict[str, Any] = {
         "skill_id": event.skill_id,
         "client_id": event.client_id,
@@ -58,6 +72,10 @@ def root_header(event: SmartlyEvent, decision: rules.Decision) -> dict[str, Any]
     if event.is_message:
         header["intent"] = event.intent or event.intent_slug
         header["category"] = event.handover_category
+        if event.input:
+            header["first_message"] = event.input[:FIRST_MESSAGE_CHARS]
+    if root_fields is not None:
+        header["root_fields"] = root_fields
     if decision.mention:
         header["mention"] = decision.mention
     if decision.note:
@@ -118,6 +136,10 @@ class Handover:
         now_ms = int(now.timestamp() * 1000)
         decision = rules.decide(event, config, self.default_channel(), now)
         entry = history_entry(event, now_ms)
+        header = root_header(event, decision, config.slack.root_fields) if decision else None
+        privacy = config.privacy
+        if privacy.redact_stored and privacy.redact:
+            redacted_stored(entry, header, privacy.redactor)
         args = RecordArgs(
             now_ms=now_ms,
             # An escalation body carries no id or time, so a user's next escalation after a resolve is
@@ -134,7 +156,7 @@ class Handover:
             platform=event.platform,
             muted=flag(event.muted) if event.is_message else "",
             entry=orjson.dumps(entry) if entry is not None else "",
-            header=orjson.dumps(root_header(event, decision)) if decision else "",
+            header=orjson.dumps(header) if header is not None else "",
             shown_on_open=shown_on_open,
         )
         return args, decision

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import structlog
 
+from . import privacy
 from .config import ConfigError, FileConfig, parse_config
 
 # (mtime_ns, size, sha256): mtime alone misses two edits within one timestamp tick, and a hash alone
@@ -27,11 +28,13 @@ def _read(path: Path) -> tuple[Fingerprint, bytes]:
 
 
 class ConfigHolder:
-    """Holds the last good config; reload() swaps it only for a config that validates."""
+    """Holds the last good config; reload() swaps it only for a config that validates. It also
+    activates the config's redaction rules (privacy.redact), which every Slack-bound text goes through."""
 
     def __init__(self, path: str | os.PathLike[str] | None, initial: FileConfig) -> None:
         self._path = Path(path) if path is not None else None
         self._current = initial
+        privacy.activate(initial.privacy.redactor)
         # None until the first read, so a change made between the caller's load and now is not missed.
         self._seen: Fingerprint | None = None
         self._file_ok = True
@@ -83,6 +86,7 @@ class ConfigHolder:
         changed = new != self._current
         if changed:
             self._current = new
+            privacy.activate(new.privacy.redactor)
         if changed or was_rejected:  # fixing a rejected file is news even when it returns to the same rules
             log.info(
                 "config_reloaded",

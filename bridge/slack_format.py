@@ -2,6 +2,7 @@
 
 Everything a chat user typed is escaped (`&`, `<`, `>`) before it reaches Slack, so `<!channel>`,
 `<@U123>` or `<https://evil|click>` show as typed and can never ping anyone or disguise a link.
+It is redacted first (privacy.redact): render any new Slack-bound user or bot text through `shown()`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from .privacy import redact
 
 CLAIM_ACTION = "handover_claim"
 RESOLVE_ACTION = "handover_resolve"
@@ -44,6 +47,12 @@ def truncate(text: str, limit: int = MAX_LINE_CHARS) -> str:
     return text[: limit - 1] + "…"
 
 
+def shown(text: str, limit: int = MAX_LINE_CHARS) -> str:
+    """Text from a chat user, the bot or the backend as Slack may show it: personal data redacted
+    (before truncating, so a cut can never reveal part of a match), truncated, escaped."""
+    return escape(truncate(redact(text), limit))
+
+
 def _clock(ms: int | float | None) -> str:
     if not ms:
         return ""
@@ -70,13 +79,13 @@ def history_lines(entry: dict[str, Any], *, after_claim: bool = False) -> str:
     lines = []
     user_text = user_said(entry)
     if user_text:
-        lines.append(f"{stamp}:bust_in_silhouette: *User:* {escape(truncate(user_text))}")
+        lines.append(f"{stamp}:bust_in_silhouette: *User:* {shown(user_text)}")
     bot_text = entry.get("out") or ""
     if bot_text:
         flag = " :warning: _bot answered after an agent claimed_" if after_claim else ""
         intent = entry.get("intent") or ""
-        detail = f" _({escape(intent)})_" if intent else ""
-        lines.append(f"{stamp}:robot_face: *Bot:*{detail} {escape(truncate(bot_text))}{flag}")
+        detail = f" _({shown(intent)})_" if intent else ""
+        lines.append(f"{stamp}:robot_face: *Bot:*{detail} {shown(bot_text)}{flag}")
     return "\n".join(lines) if lines else f"{stamp}_(empty message)_"
 
 
@@ -110,7 +119,33 @@ def pack(items: Sequence[tuple[str, str]], max_chars: int) -> list[Chunk]:
 
 
 def _field(label: str, value: str) -> dict[str, str]:
-    return {"type": "mrkdwn", "text": f"*{label}*\n{escape(value) if value else '—'}"}
+    return {"type": "mrkdwn", "text": f"*{label}*\n{shown(value) if value else '—'}"}
+
+
+def _root_fields(header: dict[str, Any], reason: str, show: Callable[[str], bool]) -> list[dict[str, str]]:
+    """The root's fields that slack.root_fields keeps (the header carries that choice, see handover.py)."""
+    user = header.get("client_id", "") if show("client_id") else ""
+    if show("user_id") and header.get("user_id") and header.get("user_id") != header.get("client_id"):
+        user = f"{user} (user {header['user_id']})" if user else f"user {header['user_id']}"
+    fields = [_field("User", user)] if show("client_id") or show("user_id") else []
+    for name, label, value in (
+        ("platform", "Platform", header.get("platform", "")),
+        ("lang", "Language", header.get("lang", "")),
+        ("skill_id", "Skill", header.get("skill_id", "")),
+        ("trigger", "Reason", reason),
+        ("route", "Route", header.get("route", "")),
+    ):
+        if show(name):
+            fields.append(_field(label, value))
+    if show("intent") and header.get("intent"):
+        fields.append(_field("Intent", header["intent"]))
+    if show("category") and header.get("category"):
+        fields.append(_field("Handover category", header["category"]))
+    if show("muted"):
+        fields.append(_field("Bot muted", "yes" if header.get("muted") else "no"))
+    if show("first_message") and header.get("first_message"):
+        fields.append(_field("First message", header["first_message"]))
+    return fields
 
 
 def root_message(header: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
@@ -118,23 +153,12 @@ def root_message(header: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     status = header.get("status", "open")
     trigger = header.get("trigger", "")
     reason = _TRIGGER_LABELS.get(trigger, trigger or "handover")
-    user = header.get("client_id", "")
-    if header.get("user_id") and header.get("user_id") != user:
-        user = f"{user} (user {header['user_id']})"
-    title = f"Handover: {escape(reason)} — {escape(header.get('client_id', ''))}"
-    fields = [
-        _field("User", user),
-        _field("Platform", header.get("platform", "")),
-        _field("Language", header.get("lang", "")),
-        _field("Skill", header.get("skill_id", "")),
-        _field("Reason", reason),
-        _field("Route", header.get("route", "")),
-    ]
-    if header.get("intent"):
-        fields.append(_field("Intent", header["intent"]))
-    if header.get("category"):
-        fields.append(_field("Handover category", header["category"]))
-    fields.append(_field("Bot muted", "yes" if header.get("muted") else "no"))
+    chosen = header.get("root_fields")
+    show: Callable[[str], bool] = (lambda name: True) if chosen is None else chosen.__contains__
+    title = f"Handover: {escape(reason)}"
+    if show("client_id"):
+        title += f" — {shown(header.get('client_id', ''))}"
+    fields = _root_fields(header, reason, show)
     status_text = _STATUS_LABELS.get(status, status)
     idle = status == "resolved" and header.get("resolved_reason") == "idle"
     if status in ("claimed", "resolved") and header.get("agent_id") and not idle:
@@ -145,14 +169,15 @@ def root_message(header: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
         status_text += " (no activity)"
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": f"*{title}*"}},
-        {"type": "section", "fields": fields[:10]},
     ]
+    if fields:
+        blocks.append({"type": "section", "fields": fields[:10]})
     context = [status_text]
     if header.get("mention"):
         # Owner-configured mention (e.g. a user group): the only place a ping is intended.
         context.append(header["mention"])
     if header.get("note"):
-        context.append(escape(header["note"]))
+        context.append(shown(header["note"]))
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(context)}]})
     if status != "resolved":
         buttons = []
@@ -202,7 +227,7 @@ def note_text(note: dict[str, Any]) -> str:
             why = "" if note["reason"] == "operator" else f": {escape(str(note['reason']))}"
             return f":white_check_mark: Resolved by an operator{why}. The bot has the conversation back."
         return f":white_check_mark: Resolved by {agent or 'an agent'}. The bot has the conversation back."
-    return escape(str(note.get("text", "")))
+    return shown(str(note.get("text", "")))
 
 
 _MENTION = re.compile(r"<([@#!])([^>|]+)(?:\|([^>]*))?>")

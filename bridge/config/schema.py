@@ -19,6 +19,7 @@ from pydantic import (
 
 from ..events import ESCALATION_REQUESTED, HANDLED_EVENTS
 from ..matching import compile_glob
+from ..privacy.redact import BUILTINS, Redactor
 from .values import (
     _ONCE_HINT,
     ChannelId,
@@ -32,7 +33,9 @@ from .values import (
     Keywords,
     Mention,
     TimeZoneName,
+    _check_detector_name,
     _check_glob,
+    _check_pattern,
     _days_given_twice,
     _non_empty,
     _one_or_many,
@@ -214,8 +217,34 @@ class Route(Section):
 # --- sections ------------------------------------------------------------------------------------
 
 
+ROOT_FIELDS = (
+    "user_id",
+    "client_id",
+    "platform",
+    "lang",
+    "skill_id",
+    "trigger",
+    "route",
+    "intent",
+    "category",
+    "muted",
+    "first_message",
+)
+
+
+def _check_root_field(name: str) -> str:
+    if name not in ROOT_FIELDS:
+        raise Invalid(f"unknown root field {name!r}", "root fields: " + ", ".join(ROOT_FIELDS))
+    return name
+
+
 class SlackSection(Section):
     default_channel: ChannelId | None = None
+    # What the root message shows (None: every field); a privacy choice, see privacy.redact too.
+    root_fields: (
+        Annotated[list[Annotated[str, AfterValidator(_check_root_field)]], BeforeValidator(_one_or_many)]
+        | None
+    ) = None
 
 
 class HistorySection(Section):
@@ -267,6 +296,45 @@ class RepliesSection(Section):
     transcript_max_bytes: int = Field(256 * 1024, ge=1024)
 
 
+class RedactDetector(Section):
+    """One item of privacy.redact: a built-in name (`email`), or `{name, pattern}` for a custom one."""
+
+    example: ClassVar[str] = '{name: order_id, pattern: "ORD-\\d{8}"}'
+
+    name: Annotated[str, AfterValidator(_check_detector_name)]
+    pattern: Annotated[str, AfterValidator(_check_pattern)] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _builtin_by_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _builtin_or_custom(self) -> RedactDetector:
+        if self.pattern is None and self.name not in BUILTINS:
+            raise Invalid(
+                f"unknown detector {self.name!r}",
+                "built-ins: " + ", ".join(BUILTINS) + f"; or a custom one like {self.example}",
+            )
+        if self.pattern is not None and self.name in BUILTINS:
+            raise Invalid(f"{self.name!r} is a built-in detector", "give your pattern another name")
+        return self
+
+
+class PrivacySection(Section):
+    redact: list[RedactDetector] = Field(default_factory=list)
+    redact_stored: bool = False  # true: history is redacted before it is written to Redis, too
+    audit_retention_s: Duration = Field(90 * 86400.0, alias="audit_retention")
+
+    @cached_property
+    def redactor(self) -> Redactor:
+        """Compiled once per config (it is reloadable)."""
+        return Redactor(
+            [d.name for d in self.redact if d.pattern is None],
+            [(d.name, d.pattern) for d in self.redact if d.pattern is not None],
+        )
+
+
 class FileConfig(Section):
     slack: SlackSection = SlackSection()
     history: HistorySection = HistorySection()
@@ -277,3 +345,4 @@ class FileConfig(Section):
     delivery: DeliverySection = DeliverySection()
     redis: RedisSection = RedisSection()
     replies: RepliesSection = RepliesSection()
+    privacy: PrivacySection = PrivacySection()

@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+import regex
 from pydantic import (
     AfterValidator,
     BeforeValidator,
@@ -18,6 +19,7 @@ from pydantic import (
 
 from ..events import HANDLED_EVENTS
 from ..matching import normalize_words
+from ..privacy.redact import compile_pattern
 
 DEFAULT_CONFIG_PATH = "config.yaml"
 CONFIG_PATH_ENV = "BRIDGE_CONFIG"
@@ -140,6 +142,33 @@ def _check_glob(pattern: str) -> str:
                 "close the set with ']', or write [[] for a literal '['",
             )
         position = end + 1
+    return pattern
+
+
+_DETECTOR_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+
+
+def _check_detector_name(name: str) -> str:
+    if not _DETECTOR_NAME.match(name):
+        raise Invalid(
+            f"{name!r} is not a detector name",
+            "lowercase letters, digits and _, starting with a letter (it shows as [name] in Slack)",
+        )
+    return name
+
+
+def _check_pattern(pattern: str) -> str:
+    """A custom detector's regular expression must compile (matching time is bounded at run time)."""
+    if not pattern:
+        raise Invalid("empty pattern", "write a regular expression, e.g. ORD-\\d{8}")
+    try:
+        compile_pattern(pattern)
+    except regex.error as e:
+        at = f" at character {e.pos + 1} of the pattern" if e.pos is not None else ""
+        raise Invalid(
+            f"invalid regular expression: {e.msg}{at}",
+            "quote the pattern in YAML and double every backslash inside double quotes",
+        ) from e
     return pattern
 
 
