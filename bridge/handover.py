@@ -2,7 +2,7 @@
 within the store deadline (and replicated as configured).
 
 Nothing here talks to Slack: the webhook is acknowledged once Redis has the event, and delivery
-happens in the background (delivery.py).
+happens in the background (bridge/delivery/).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from bridge.config import DeliverySection, FileConfig
-from bridge.delivery import HANDED_BACK, DeliveryContext, Retry, SlackLane
+from bridge.delivery import DeliveryContext, SlackLane, Step
 from bridge.events import parse_event
 from bridge.handover import Handover
 from bridge.keys import SLACK, conversation_id, thread_in
@@ -29,6 +29,7 @@ from tests.harness.fake_slack import DEFAULT_TOKEN, FakeSlack
 from tests.helpers import CHANNEL, escalation, message
 
 PARTITIONS = 4
+HANDED_BACK = Step.drained(released=True)  # drained, and the last commit released the lease
 LEASE_MS = 5_000
 
 
@@ -387,7 +388,7 @@ async def test_a_thread_posted_in_several_posts_is_read_from_redis_once(
     claimed = await store.claim_due(
         SLACK, store.partition_of(cid), "w1", now_ms(), LEASE_MS, 10, fetch_limit=200
     )
-    assert await lane.deliver(cid, "w1", claimed[cid]) is HANDED_BACK
+    assert await lane.deliver(cid, "w1", claimed[cid]) == HANDED_BACK
     posts = [c.params["text"] for c in fake_slack.calls_to("chat.postMessage")]
     assert len(posts) == 3 and [p.split("-")[0][-1] for p in posts] == ["0", "1", "2"]
     assert fetches == []
@@ -401,8 +402,7 @@ async def test_worker_that_lost_its_lease_posts_nothing(
     assert await claim(store, cid, "w1", lease_ms=100)
     time.sleep(0.15)
     assert await claim(store, cid, "w2")
-    with pytest.raises(Retry):
-        await lane.deliver(cid, "w1")
+    assert (await lane.deliver(cid, "w1")).action == "later"
     assert fake_slack.calls_to("chat.postMessage") == []
     assert len(await pending_ids(store, cid)) == 2
 
@@ -418,9 +418,7 @@ async def test_inflight_lookup_waits_out_a_channel_pause(
     await store.mark_inflight(SLACK, cid, "w1", f"{first} {first} {now_ms()}", lease_ms=LEASE_MS)
     until = now_ms() + 5000
     await store.pause_channel(CHANNEL, until, now_ms())
-    with pytest.raises(Retry) as retry:
-        await lane.deliver(cid, "w1")
-    assert retry.value.due_ms == until
+    assert await lane.deliver(cid, "w1") == Step.later(until)
     assert fake_slack.calls == []
 
 
@@ -434,7 +432,7 @@ async def test_a_lookup_that_can_never_answer_does_not_dead_letter_the_entry(
     assert await claim(store, cid, "w1")
     await store.mark_inflight(SLACK, cid, "w1", f"{first} {first} {now_ms()}", lease_ms=LEASE_MS)
     fake_slack.fail_with_status(200, methods=["conversations.replies"], error="missing_scope")
-    assert await lane.deliver(cid, "w1") is HANDED_BACK  # posted, drained, lease released by the commit
+    assert await lane.deliver(cid, "w1") == HANDED_BACK  # posted, drained, lease released by the commit
     keys = store.keys(cid)
     assert await store.redis.exists(keys.lease(SLACK)) == 0
     assert await store.redis.zscore(keys.ready(SLACK), cid) is None
@@ -464,8 +462,8 @@ async def test_a_post_that_must_wait_for_its_token_leaves_no_inflight_marker(
     assert await claim(store, cid, "w1")
     assert await store.take_token(CHANNEL, now_ms(), 0.1, 1) == 0  # the only token: the next is 10 s away
     drained = DeliveryContext(store, Metrics(), lambda: DeliverySection(posts_per_second=0.1, burst=1), False)
-    with pytest.raises(Retry):  # the next token is ~10 s away: the conversation is handed back
-        await SlackLane(drained, lane.slack).deliver(cid, "w1")
+    step = await SlackLane(drained, lane.slack).deliver(cid, "w1")
+    assert step.action == "later"  # the next token is ~10 s away: the conversation is handed back
     conv = await store.redis.hgetall(store.keys(cid).conv)
     assert b"inflight:slack" not in conv
     assert fake_slack.calls_to("chat.postMessage") == []
@@ -484,7 +482,7 @@ async def test_a_post_found_after_a_crash_is_committed_and_the_conversation_hand
     await store.mark_inflight(SLACK, cid, "w1", f"{entry.id} {entry.id} {now_ms()}", lease_ms=LEASE_MS)
     marker = {"first": entry.id, "last": entry.id, "conversation": cid}
     await lane.slack.post(CHANNEL, "the crashed worker's post", thread_ts=root_ts, marker=marker)
-    assert await lane.deliver(cid, "w1") is HANDED_BACK
+    assert await lane.deliver(cid, "w1") == HANDED_BACK
     assert len(fake_slack.calls_to("chat.postMessage")) == 2  # root and that post: found, not posted again
     assert await pending_ids(store, cid) == []
     assert await store.redis.exists(store.keys(cid).lease(SLACK)) == 0

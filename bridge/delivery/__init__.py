@@ -1,0 +1,45 @@
+"""Background delivery: outbox entries to Slack (slack lane) and to the owner's reply endpoint
+(reply lane).
+
+The unit of work is a conversation: a worker leases it, delivers its pending entries oldest first,
+and hands it back. One lease at a time per conversation keeps every thread in order across workers
+and replicas; a dead worker's lease expires and the conversation becomes due again by itself.
+
+  scheduler.py    Deliverer: claims due conversations, runs the lanes, releases every lease (one place)
+  lane.py         the lane protocol (step → Step) and what lanes share: commit, retry, dead letter
+  step.py         Step, the one result of a delivery step (go on / drained / due again later)
+  slack_lane.py   the Slack lane: where an entry goes, crash recovery, Slack failures → Step
+  slack_kinds.py  one handler per Slack entry kind (root, update, thread lines), registered by kind
+  reply_lane.py   the reply lane: one signed POST per entry to BRIDGE_REPLY_URL
+
+Adding a Slack entry kind (say "transcript"): queue entries with `k` = "transcript" from a Lua script
+(lib.lua `enqueue`), then write one handler in slack_kinds.py (or a module imported below)::
+
+    @handles("transcript", marked=False)
+    async def upload_transcript(lane: SlackLane, job: Job) -> Step:
+        ...  # lane.begin_post(job, ...) if it posts into the channel, lane.slack.<call>(...)
+        return await lane.commit(job.cid, job.worker, [job.head.id])
+
+Slack failures it lets out are already mapped (429 pause, retry, dead letter with the channel).
+"""
+
+from .lane import DeliveryContext, Lane
+from .reply_lane import ReplyLane
+from .scheduler import Deliverer
+from .slack_kinds import KINDS, Job, handles
+from .slack_lane import SlackLane
+from .step import Step, iso, now_ms
+
+__all__ = [
+    "KINDS",
+    "Deliverer",
+    "DeliveryContext",
+    "Job",
+    "Lane",
+    "ReplyLane",
+    "SlackLane",
+    "Step",
+    "handles",
+    "iso",
+    "now_ms",
+]

@@ -1,0 +1,166 @@
+"""The Slack lane: roots, history and live lines, notes and root updates, posted in stream order.
+
+Per step: find where the head entry goes (the root's channel, or its handover's thread), settle a
+post left in flight by a crash, run the entry kind's handler (slack_kinds.py), and map any Slack
+failure to a Step in one place (`_failed`)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import structlog
+
+from ..keys import SLACK, thread_in
+from ..results import OutboxEntry, stream_id_key
+from ..slack_api import SlackApi, SlackFailure
+from .lane import DeliveryContext, Lane
+from .slack_kinds import KINDS, Job, Kind
+from .step import Step, inflight_marker, now_ms
+
+log = structlog.get_logger("bridge.delivery")
+
+# Waits shorter than this are slept through with the lease held (keeps coalescing tight); longer ones
+# hand the conversation back so the worker slot serves other conversations meanwhile.
+MAX_HELD_WAIT_MS = 1500
+FETCH_LIMIT = 200
+# How far back to look in Slack for a post that may have landed just before a crash.
+INFLIGHT_LOOKBACK_S = 30.0
+
+
+class SlackLane(Lane):
+    name = SLACK
+    fetch_limit = FETCH_LIMIT
+
+    def __init__(self, ctx: DeliveryContext, slack: SlackApi) -> None:
+        super().__init__(ctx)
+        self.slack = slack
+
+    async def step(self, cid: str, worker: str, conv: dict[str, str], entries: list[OutboxEntry]) -> Step:
+        head = entries[0]
+        kind = KINDS.get(head.kind)
+        if kind is None:
+            return await self.bury(cid, [head], f"unknown_kind:{head.kind}")
+        job = self._job(cid, worker, conv, entries, kind)
+        if job is None:  # the root of this handover was never posted (dead-lettered): nowhere to post
+            return await self.bury(cid, [head], "no_thread")
+        try:
+            if kind.marked:
+                settled = await self._settle_inflight(job)
+                if settled is not None:  # that post had reached Slack: committed, not posted again
+                    return settled
+            return await kind.handler(self, job)
+        except SlackFailure as e:
+            return await self._failed(job, e)
+
+    def _job(
+        self, cid: str, worker: str, conv: dict[str, str], entries: list[OutboxEntry], kind: Kind
+    ) -> Job | None:
+        head = entries[0]
+        if not kind.thread:
+            return Job(cid, worker, conv, entries, str(head.data.get("channel", "")), None)
+        thread = thread_in(conv, head.hid)
+        if thread is None:
+            return None
+        return Job(cid, worker, conv, entries, *thread)
+
+    async def _failed(self, job: Job, e: SlackFailure) -> Step:
+        """Every answer of Slack's becomes a Step: wait (429), dead letter (permanent) or retry."""
+        if e.retry_after_s is not None:
+            until = now_ms() + int(e.retry_after_s * 1000)
+            await self.ctx.store.pause_channel(job.channel, until, now_ms())
+            log.warning("slack_ratelimited", cid=job.cid, channel=job.channel, retry_after_s=e.retry_after_s)
+            return Step.later(until)
+        if e.permanent:
+            return await self.bury(job.cid, [job.head], e.reason, job.channel)
+        return await self.retry_later(job.cid, e.reason)
+
+    async def begin_post(self, job: Job, first: str, last: str) -> Step | None:
+        """Take a posting token for the job's channel and mark the post of `first`..`last` in flight:
+        None to post now, else the Step to take instead (lease lost; a long wait hands the
+        conversation back; a short one is slept through, then the outbox is read again, since more
+        lines may have arrived to coalesce into the post)."""
+        s = self.ctx.settings()
+        held, wait = await self.ctx.store.begin_post(
+            SLACK,
+            job.cid,
+            job.worker,
+            inflight_marker(first, last),
+            channel=job.channel,
+            now_ms=now_ms(),
+            per_second=s.posts_per_second,
+            burst=s.burst,
+            lease_ms=self.ctx.lease_ms(),
+        )
+        if not held:
+            return self.lease_lost(job.cid, first)
+        if wait <= 0:
+            return None
+        if wait > MAX_HELD_WAIT_MS:
+            return Step.later(now_ms() + wait)
+        await asyncio.sleep(wait / 1000)
+        return Step.go_on()
+
+    async def mark_inflight(self, job: Job, first: str, last: str) -> bool:
+        """Note the post about to start (renewing the lease); False when the lease has passed to
+        another worker: the caller must give the conversation up, posting now could duplicate or
+        reorder its thread."""
+        return await self.ctx.store.mark_inflight(
+            SLACK, job.cid, job.worker, inflight_marker(first, last), lease_ms=self.ctx.lease_ms()
+        )
+
+    @staticmethod
+    def marker(job: Job, first: str, last: str) -> dict[str, str]:
+        """The metadata a post carries, so that after a crash it is found again (slack_api.find_marked
+        matches every field: stream ids alone repeat across conversations)."""
+        return {"conversation": job.cid, "hid": job.head.hid, "first": first, "last": last}
+
+    async def root_posted(self, job: Job, ts: str) -> Step:
+        head = job.head
+        await self.ctx.store.map_thread(job.channel, ts, job.cid)
+        self.observe([head])
+        log.info("handover_thread_opened", cid=job.cid, channel=job.channel, thread_ts=ts, hid=head.hid)
+        return await self.commit(
+            job.cid,
+            job.worker,
+            [head.id],
+            root=(head.hid, job.channel, ts),
+            replies=self.ctx.replies_enabled,
+        )
+
+    def observe(self, entries: list[OutboxEntry]) -> None:
+        now = time.time()
+        for entry in entries:
+            if entry.kind in ("line", "root") and entry.received_ms:
+                self.ctx.metrics.slack_delivery.observe(max(now - entry.received_ms / 1000, 0))
+
+    async def _settle_inflight(self, job: Job) -> Step | None:
+        """A post was started but never committed (crash, lost answer): did Slack get it? Then commit
+        it instead of posting it twice. None when there was nothing to settle."""
+        marker = job.conv.get("inflight:slack", "")
+        if not marker:
+            return None
+        first, last, started = [*marker.split(" "), "", "", "0"][:3]
+        if job.head.id != first:
+            return None
+        paused = await self.ctx.store.paused_until(job.channel)
+        if paused > now_ms():  # the lookup is a call on the channel too: Retry-After covers it
+            return Step.later(paused)
+        oldest = int(started or 0) / 1000 - INFLIGHT_LOOKBACK_S
+        try:
+            ts = await self.slack.find_marked(job.channel, first, thread_ts=job.thread_ts, oldest_s=oldest)
+        except SlackFailure as e:
+            if not (e.permanent or e.auth):
+                raise
+            # e.g. missing_scope (no channels:history): the lookup can never answer. Post again (a
+            # possible duplicate) rather than dead-letter an entry that Slack never refused.
+            log.warning("inflight_check_failed", cid=job.cid, entry=first, reason=e.reason)
+            return None
+        log.info("inflight_checked", cid=job.cid, entry=first, found=bool(ts))
+        if ts is None:
+            return None
+        if job.head.kind == "root":
+            return await self.root_posted(job, ts)
+        low, high = stream_id_key(first), stream_id_key(last)
+        ids = [e.id for e in job.entries if low <= stream_id_key(e.id) <= high]
+        return await self.commit(job.cid, job.worker, ids)
