@@ -81,7 +81,10 @@ class BenchSlack(FakeSlack):
         status, body, headers = self._answer("chat.postMessage", params, token, None, received)
         self.calls.append(SlackCall("chat.postMessage", params, received, status, body))
         return web.Response(
-            body=orjson.dumps(body), status=status, headers=headers, content_type="application/json"
+            body=orjson.dumps(body),
+            status=status,
+            headers=self._scope_headers("chat.postMessage", params, headers),
+            content_type="application/json",
         )
 
     async def _stats(self, request: web.Request) -> web.Response:

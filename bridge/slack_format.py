@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .privacy import redact
+from .slack_limits import MESSAGE_TEXT_MAX, cut, fit_blocks
 
 CLAIM_ACTION = "handover_claim"
 RESOLVE_ACTION = "handover_resolve"
@@ -171,7 +172,7 @@ def root_message(header: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
         {"type": "section", "text": {"type": "mrkdwn", "text": f"*{title}*"}},
     ]
     if fields:
-        blocks.append({"type": "section", "fields": fields[:10]})
+        blocks.append({"type": "section", "fields": fields})
     context = [status_text]
     if header.get("mention"):
         # Owner-configured mention (e.g. a user group): the only place a ping is intended.
@@ -208,7 +209,7 @@ def root_message(header: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
         blocks.append({"type": "actions", "elements": buttons})
     mention = f"{header['mention']} " if header.get("mention") and status == "open" else ""
     text = f"{mention}{title} · {status_text}"
-    return text, blocks
+    return cut(text, MESSAGE_TEXT_MAX), fit_blocks(blocks)
 
 
 def note_text(note: dict[str, Any]) -> str:

@@ -266,6 +266,7 @@ async def test_slack_5xx_channel_errors_and_latency(fake_slack: FakeSlack) -> No
     assert (await client.auth_test())["ok"]
     fake_slack.reset_faults()
 
+    fake_slack.add_channel("C0GONE")
     fake_slack.fail_channel("C0GONE")
     with pytest.raises(SlackApiError) as err:
         await client.chat_postMessage(channel="C0GONE", text="x")
@@ -425,6 +426,7 @@ async def test_bench_slack_fast_post_path_answers_like_the_fake_and_measures_del
     await fake.start(0)
     try:
         client = AsyncWebClient(token=DEFAULT_TOKEN, base_url=fake.url)
+        fake.add_channel("C1")
         root = await client.chat_postMessage(channel="C1", text="root")
         reply = await client.chat_postMessage(
             channel="C1", text=f"line {stamp(time.time() - 0.25)}", thread_ts=root["ts"]

@@ -27,10 +27,13 @@ from tests.harness import HttpFake, wait_until
 __all__ = [
     "BOT_ID",
     "BOT_USER_ID",
+    "DEFAULT_SCOPES",
     "DEFAULT_TOKEN",
     "DEFAULT_USERS",
+    "SUITE_CHANNELS",
     "FakeSlack",
     "SlackCall",
+    "SlackChannel",
     "SlackMessage",
 ]
 
@@ -48,9 +51,79 @@ DEFAULT_USERS: dict[str, dict[str, Any]] = {
 }
 
 MAX_TEXT_CHARS = 40_000  # chat.postMessage: longer text → msg_too_long
+MAX_UPDATE_TEXT_CHARS = 4000  # chat.update: longer text → msg_too_long
 MAX_BLOCKS = 50  # per message
 MAX_SECTION_TEXT_CHARS = 3000  # section block text
+MAX_SECTION_FIELD_CHARS = 2000  # each section field
+MAX_SECTION_FIELDS = 10
 MAX_HEADER_TEXT_CHARS = 150  # header block text
+MAX_CONTEXT_ELEMENTS = 10
+MAX_TEXT_OBJECT_CHARS = 3000  # any other text object (context elements)
+
+# Channels the test suite's configs name: every fresh fake knows them (member, not archived). Slack
+# answers channel_not_found for any other ID: a test naming a new channel declares it with add_channel().
+SUITE_CHANNELS = (
+    "C0DEFAULT1",
+    "C0DEFAULT0",
+    "C0123FRENCH",
+    "C0FRENCH1",
+    "C0QUEBEC01",
+    "C0ENGLISH",
+    "C0AFTERHOURS",
+    "C0NIGHTDESK",
+    "C0AAAAA",
+    "C0BBBBB",
+    "C0ZZZZZ",
+    "C0OTHER",
+    "C0SALES",
+    "C0BILLING1",
+    "C0SUPPORT",
+    "C0SUPPORT1",
+    "C0RELOADED",
+    "C0FROMENV",
+    "C0TYPED001",
+    "C0BARE",
+    "C0BENCH001",
+    "CE123456789FR",
+    "C0123456789",
+    "C0AAA",
+    "C0BBB",
+    "C0CCC",
+    "C0ABC",
+    "C0ALL",
+    "C0CWD",
+    "C0INFILE",
+    "G0123ABCD",
+    "G0DESK2407",
+)
+# What the bridge's app is granted by default (README: Slack app setup). x-oauth-scopes lists them.
+DEFAULT_SCOPES = frozenset(
+    {
+        "chat:write",
+        "channels:history",
+        "groups:history",
+        "channels:read",
+        "groups:read",
+        "users:read",
+        "usergroups:read",
+        "files:write",
+        "files:read",
+    }
+)
+# Bot scope each method needs; (public, private) pairs depend on the channel named (C… / G…).
+METHOD_SCOPES: dict[str, str | tuple[str, str]] = {
+    "chat.postMessage": "chat:write",
+    "chat.update": "chat:write",
+    "chat.postEphemeral": "chat:write",
+    "conversations.history": ("channels:history", "groups:history"),
+    "conversations.replies": ("channels:history", "groups:history"),
+    "conversations.info": ("channels:read", "groups:read"),
+    "users.info": "users:read",
+    "usergroups.users.list": "usergroups:read",
+}
+# Methods that refuse a channel the bot cannot post in (archived, or not a member).
+_POSTING = frozenset({"chat.postMessage", "chat.postEphemeral"})
+_READING = frozenset({"conversations.history", "conversations.replies"})
 _JSON_FIELDS = ("blocks", "attachments", "metadata")  # sent as JSON strings inside form bodies
 
 
@@ -118,6 +191,39 @@ class SlackMessage:
 
 
 @dataclass
+class SlackChannel:
+    """A conversation as conversations.info describes it."""
+
+    id: str
+    name: str
+    archived: bool = False
+    member: bool = True  # is the bot a member
+    private: bool = False
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "name_normalized": self.name,
+            "is_channel": not self.private,
+            "is_group": self.private,
+            "is_im": False,
+            "is_mpim": False,
+            "is_private": self.private,
+            "created": 1700000000,
+            "creator": "UADMIN01",
+            "is_archived": self.archived,
+            "is_general": False,
+            "is_member": self.member,
+            "is_shared": False,
+            "is_ext_shared": False,
+            "is_org_shared": False,
+            "topic": {"value": "", "creator": "", "last_set": 0},
+            "purpose": {"value": "", "creator": "", "last_set": 0},
+        }
+
+
+@dataclass
 class _StatusFault:
     status: int
     error: str
@@ -125,6 +231,7 @@ class _StatusFault:
     remaining: int | None
     methods: frozenset[str] | None
     headers: dict[str, str] = field(default_factory=dict)
+    fields: dict[str, Any] = field(default_factory=dict)  # more of the error body (needed, provided)
 
     def matches(self, method: str, now: float) -> bool:
         if self.until is not None and now >= self.until:
@@ -178,6 +285,30 @@ def _block_errors(blocks: Any) -> list[str]:
             errors.append(
                 f"must be at most {MAX_HEADER_TEXT_CHARS} characters [json-pointer:/blocks/{i}/text]"
             )
+        if block["type"] == "section":
+            errors += _list_errors(
+                block.get("fields"), f"/blocks/{i}/fields", MAX_SECTION_FIELDS, MAX_SECTION_FIELD_CHARS
+            )
+        if block["type"] == "context":
+            errors += _list_errors(
+                block.get("elements"), f"/blocks/{i}/elements", MAX_CONTEXT_ELEMENTS, MAX_TEXT_OBJECT_CHARS
+            )
+    return errors
+
+
+def _list_errors(items: Any, pointer: str, max_items: int, max_chars: int) -> list[str]:
+    """A section's fields or a context's elements: how many, and each text's length."""
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        return [f"must be an array [json-pointer:{pointer}]"]
+    errors = []
+    if len(items) > max_items:
+        errors.append(f"must have at most {max_items} items [json-pointer:{pointer}]")
+    for j, item in enumerate(items):
+        text = item.get("text") if isinstance(item, dict) else None
+        if isinstance(text, str) and len(text) > max_chars:
+            errors.append(f"must be at most {max_chars} characters [json-pointer:{pointer}/{j}/text]")
     return errors
 
 
@@ -185,14 +316,24 @@ class FakeSlack(HttpFake):
     """Fake Slack Web API. `url` is the slack-sdk base_url ("http://127.0.0.1:PORT/api/")."""
 
     def __init__(
-        self, token: str | None = DEFAULT_TOKEN, users: Mapping[str, Mapping[str, Any]] | None = None
+        self,
+        token: str | None = DEFAULT_TOKEN,
+        users: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        scopes: Iterable[str] = DEFAULT_SCOPES,
+        known_channels: Iterable[str] = SUITE_CHANNELS,
     ) -> None:
         super().__init__()
         self.token = token  # None disables the auth check
         self.users: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (users or DEFAULT_USERS).items()}
+        self.scopes = set(scopes)  # granted to the token: x-oauth-scopes, and missing_scope beyond them
+        self._suite_channels = tuple(known_channels)
+        self.conversations: dict[str, SlackChannel] = {}  # what exists in the workspace
+        self.usergroups: dict[str, list[str]] = {}  # S… → member user IDs
         self.calls: list[SlackCall] = []
         self.channels: dict[str, list[SlackMessage]] = {}
         self.ephemerals: list[dict[str, Any]] = []
+        self._reset_conversations()
         self.rate_violations = 0
         self.rate_violations_by_channel: dict[str, int] = {}
         self._last_ts = (0, 0)
@@ -235,6 +376,56 @@ class FakeSlack(HttpFake):
         self.reset_counters()
         self.channels.clear()
         self.ephemerals.clear()
+        self._reset_conversations()
+
+    def _reset_conversations(self) -> None:
+        self.conversations = {
+            c: SlackChannel(c, c.lower(), private=c.startswith("G")) for c in self._suite_channels
+        }
+
+    def add_channel(
+        self,
+        channel: str,
+        *,
+        name: str = "",
+        archived: bool = False,
+        member: bool = True,
+        private: bool | None = None,
+    ) -> SlackChannel:
+        """Create (or redefine) a conversation. Private defaults to G… IDs."""
+        info = SlackChannel(
+            channel,
+            name or channel.lower(),
+            archived,
+            member,
+            channel.startswith("G") if private is None else private,
+        )
+        self.conversations[channel] = info
+        return info
+
+    def remove_channel(self, channel: str) -> None:
+        """The channel no longer exists (deleted): channel_not_found from then on."""
+        self.conversations.pop(channel, None)
+
+    def add_usergroup(self, group: str, users: Iterable[str]) -> None:
+        self.usergroups[group] = list(users)
+
+    def fail_with_error(
+        self, error: str, *, methods: Iterable[str] | None = None, times: int | None = None, **fields: Any
+    ) -> None:
+        """HTTP 200 {"ok": false, "error": error, **fields} for the next `times` calls (or until
+        reset_faults()) of `methods` (or all): any Slack error code on demand (e.g. invalid_blocks,
+        missing_scope with needed=..., update_failed)."""
+        self._status_faults.append(
+            _StatusFault(
+                status=200,
+                error=error,
+                until=None,
+                remaining=times,
+                methods=frozenset(methods) if methods is not None else None,
+                fields=fields,
+            )
+        )
 
     def rate_limit_for(
         self, seconds: float, retry_after: int = 1, *, methods: Iterable[str] | None = None
@@ -405,7 +596,33 @@ class FakeSlack(HttpFake):
             await asyncio.sleep(self._delay_s)
         status, body, headers = self._answer(method, params, token, parse_error, received)
         self.calls.append(SlackCall(method, params, received, status, body))
-        return web.json_response(body, status=status, headers=headers)
+        return web.json_response(body, status=status, headers=self._scope_headers(method, params, headers))
+
+    def _scope_headers(self, method: str, params: dict[str, Any], headers: dict[str, str]) -> dict[str, str]:
+        """Slack's scope headers, on every answer: what the token has, and what `method` accepts."""
+        headers = {**headers, "x-oauth-scopes": ",".join(sorted(self.scopes))}
+        needed = self._needed_scope(method, params)
+        if needed:
+            headers["x-accepted-oauth-scopes"] = needed
+        return headers
+
+    @staticmethod
+    def _needed_scope(method: str, params: dict[str, Any]) -> str | None:
+        scope = METHOD_SCOPES.get(method)
+        if isinstance(scope, tuple):
+            return scope[1] if str(params.get("channel") or "").startswith("G") else scope[0]
+        return scope
+
+    def _channel_error(self, method: str, channel: str) -> str | None:
+        """What Slack answers for a channel the bot cannot use in `method`, or None."""
+        info = self.conversations.get(channel)
+        if info is None or (info.private and not info.member):
+            return "channel_not_found"
+        if method in _POSTING and info.archived:
+            return "is_archived"
+        if method in _POSTING | _READING and not info.member:
+            return "not_in_channel"
+        return None
 
     def _answer(
         self, method: str, params: dict[str, Any], token: str | None, parse_error: str | None, now: float
@@ -414,7 +631,7 @@ class FakeSlack(HttpFake):
             if fault.matches(method, now):
                 if fault.remaining is not None:
                     fault.remaining -= 1
-                return fault.status, {"ok": False, "error": fault.error}, dict(fault.headers)
+                return fault.status, {"ok": False, "error": fault.error, **fault.fields}, dict(fault.headers)
         handler = self._methods.get(method)
         if handler is None:
             return 200, {"ok": False, "error": "unknown_method", "req_method": method}, {}
@@ -422,6 +639,10 @@ class FakeSlack(HttpFake):
             return 200, {"ok": False, "error": "invalid_auth"}, {}  # missing or wrong token alike
         if parse_error:
             return 200, {"ok": False, "error": parse_error}, {}
+        needed = self._needed_scope(method, params)
+        if needed and needed not in self.scopes:
+            provided = ",".join(sorted(self.scopes))
+            return 200, {"ok": False, "error": "missing_scope", "needed": needed, "provided": provided}, {}
         if method == "chat.postMessage" and self._rate_per_s is not None:
             retry_after = self._take_token(str(params.get("channel", "")), now)
             if retry_after is not None:
@@ -430,6 +651,8 @@ class FakeSlack(HttpFake):
         channel = params.get("channel")
         if channel is not None and channel in self._channel_errors:
             return 200, {"ok": False, "error": self._channel_errors[channel]}, {}
+        if channel and method in METHOD_SCOPES and (error := self._channel_error(method, str(channel))):
+            return 200, {"ok": False, "error": error}, {}
         return 200, handler(self, params, now), {}
 
     def _take_token(self, channel: str, now: float) -> int | None:
@@ -452,9 +675,14 @@ class FakeSlack(HttpFake):
         root = self.message(channel, thread_ts) if thread_ts else None
         return root.user if root is not None else None
 
-    def _api(self, msg: SlackMessage) -> dict[str, Any]:
+    def _api(self, msg: SlackMessage, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Slack's shape of `msg`; when read back (conversations.*, `params` given) its metadata
+        only with include_all_metadata, as Slack does."""
         replies = self.replies(msg.channel, msg.ts) if msg.is_root else None
-        return msg.to_api(replies, self._parent_user(msg.channel, msg.thread_ts))
+        api = msg.to_api(replies, self._parent_user(msg.channel, msg.thread_ts))
+        if params is not None and not _truthy(params.get("include_all_metadata")):
+            api.pop("metadata", None)
+        return api
 
     def _auth_test(self, params: dict[str, Any], now: float) -> dict[str, Any]:
         return {
@@ -523,7 +751,7 @@ class FakeSlack(HttpFake):
         if msg.bot_id != BOT_ID:
             return {"ok": False, "error": "cant_update_message"}
         text = params.get("text")
-        if isinstance(text, str) and len(text) > MAX_TEXT_CHARS:
+        if isinstance(text, str) and len(text) > MAX_UPDATE_TEXT_CHARS:
             return {"ok": False, "error": "msg_too_long"}
         if params.get("blocks") is not None:
             errors = _block_errors(params["blocks"])
@@ -579,10 +807,10 @@ class FakeSlack(HttpFake):
         msg = self.message(channel, str(params.get("ts") or ""))
         if msg is None:
             return {"ok": False, "error": "thread_not_found"}
-        if not msg.is_root:  # Slack answers a reply's ts with just that reply
-            return {"ok": True, "messages": [self._api(msg)], "has_more": False}
-        items = [self._api(msg)] + [
-            self._api(r) for r in self.replies(channel, msg.ts) if self._in_window(r.ts, params)
+        if not msg.is_root:  # a reply's ts: Slack answers with the whole thread it belongs to
+            msg = self.message(channel, str(msg.thread_ts)) or msg
+        items = [self._api(msg, params)] + [
+            self._api(r, params) for r in self.replies(channel, msg.ts) if self._in_window(r.ts, params)
         ]
         return self._page(items, params, default_limit=1000)
 
@@ -593,7 +821,7 @@ class FakeSlack(HttpFake):
         top = [m for m in self.channels.get(channel, []) if m.is_root or m.reply_broadcast]
         top = [m for m in top if self._in_window(m.ts, params)]
         top.sort(key=lambda m: _ts_key(m.ts), reverse=True)
-        page = self._page([self._api(m) for m in top], params, default_limit=100)
+        page = self._page([self._api(m, params) for m in top], params, default_limit=100)
         if page["ok"]:
             page.update(pin_count=0, channel_actions_ts=None, channel_actions_count=0)
         return page
@@ -649,10 +877,14 @@ class FakeSlack(HttpFake):
     def _chat_post_ephemeral(self, params: dict[str, Any], now: float) -> dict[str, Any]:
         if not params.get("channel"):
             return {"ok": False, "error": "channel_not_found"}
-        if not params.get("user"):
+        if str(params.get("user") or "") not in self.users:
             return {"ok": False, "error": "user_not_in_channel"}
         if not params.get("text") and not params.get("blocks") and not params.get("attachments"):
             return {"ok": False, "error": "no_text"}
+        if isinstance(params.get("text"), str) and len(params["text"]) > MAX_TEXT_CHARS:
+            return {"ok": False, "error": "msg_too_long"}
+        if params.get("blocks") is not None and (errors := _block_errors(params["blocks"])):
+            return {"ok": False, "error": "invalid_blocks", "errors": errors}
         ts = self._next_ts()
         self.ephemerals.append({**params, "message_ts": ts, "_at": now})
         return {"ok": True, "message_ts": ts}
@@ -669,6 +901,18 @@ class FakeSlack(HttpFake):
             link += f"?thread_ts={msg.thread_ts}&cid={channel}"
         return {"ok": True, "channel": channel, "permalink": link}
 
+    def _conversations_info(self, params: dict[str, Any], now: float) -> dict[str, Any]:
+        channel = str(params.get("channel") or "")
+        if not channel:
+            return {"ok": False, "error": "channel_not_found"}
+        return {"ok": True, "channel": self.conversations[channel].to_api()}
+
+    def _usergroups_users_list(self, params: dict[str, Any], now: float) -> dict[str, Any]:
+        group = str(params.get("usergroup") or "")
+        if group not in self.usergroups:
+            return {"ok": False, "error": "no_such_subteam"}
+        return {"ok": True, "users": list(self.usergroups[group])}
+
     _methods: dict[str, Any] = {
         "auth.test": _auth_test,
         "chat.postMessage": _chat_post_message,
@@ -678,4 +922,6 @@ class FakeSlack(HttpFake):
         "conversations.replies": _conversations_replies,
         "conversations.history": _conversations_history,
         "users.info": _users_info,
+        "conversations.info": _conversations_info,
+        "usergroups.users.list": _usergroups_users_list,
     }
