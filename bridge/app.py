@@ -178,7 +178,7 @@ def _bridge_ctx(app_config: AppConfig):
             store=store,
             slack=slack,
             handover=Handover(
-                store, lambda: holder.current, lambda: app_config.default_channel_in(holder.current)
+                store, lambda: holder.current, lambda: app_config.default_pool_in(holder.current)
             ),
             deliverer=deliverer,
             slack_events=None,  # type: ignore[arg-type]
@@ -269,6 +269,7 @@ async def _resolve_idle_forever(bridge: Bridge, stop: asyncio.Event) -> None:
         idle_s = bridge.config().handover.idle_timeout_s
         try:
             await resolve_idle(bridge, idle_s)
+            await bridge.store.reconcile_placements()
         except STORE_ERRORS as e:
             bridge.metrics.redis_errors.labels("idle_sweep").inc()
             log.warning("idle_sweep_failed", error=type(e).__name__)

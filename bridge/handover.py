@@ -67,7 +67,8 @@ def root_header(
         "lang": event.lang,
         "trigger": decision.trigger,
         "route": decision.route,
-        "channel": decision.channel,
+        "pool": list(decision.pool),  # delivery places the handover on one of them (store.place_handover)
+        "channel": decision.pool[0],  # until then, where a delivery that knows no pools posts it
     }
     if event.is_message:
         header["intent"] = event.intent or event.intent_slug
@@ -102,12 +103,12 @@ class Handover:
         self,
         store: Store,
         config: Callable[[], FileConfig],
-        default_channel: Callable[[], str],
+        default_pool: Callable[[], tuple[str, ...]],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.store = store
         self.config = config
-        self.default_channel = default_channel
+        self.default_pool = default_pool
         self.clock = clock
         self._limits_of: tuple[FileConfig | None, tuple[int, int, int, int]] = (None, (0, 0, 0, 0))
 
@@ -134,7 +135,7 @@ class Handover:
         dedupe_ms, hist_max, ttl_ms, shown_on_open = self._limits(config)
         now = self.clock()
         now_ms = int(now.timestamp() * 1000)
-        decision = rules.decide(event, config, self.default_channel(), now)
+        decision = rules.decide(event, config, self.default_pool(), now)
         entry = history_entry(event, now_ms)
         header = root_header(event, decision, config.slack.root_fields) if decision else None
         privacy = config.privacy

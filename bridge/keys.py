@@ -22,6 +22,10 @@ lives in a slot of its own: it runs on standalone Redis only, see Store.begin_po
   bridge:rate:{<channel>}       hash    token bucket pacing posts to one channel, shared by replicas
   bridge:user:<slack user id>   string  cached users.info display name
   bridge:meta                   hash    partition count, checked at start so it never changes silently
+  bridge:{chan}:placed          hash    cid → "<channel> <hid>": the channel each open handover's thread is in
+  bridge:{chan}:open:<channel>  zset    cids of the handovers open in that channel, scored by placement ms
+                                        (both under one hash tag: one script picks a pool's least loaded
+                                        channel; recomputable from the conversations, see Store.reconcile)
 """
 
 from __future__ import annotations
@@ -135,6 +139,12 @@ def user_key(user_id: str) -> str:
 
 
 META_KEY = f"{PREFIX}meta"
+PLACED_KEY = f"{PREFIX}{{chan}}:placed"
+CHANNEL_OPEN_PREFIX = f"{PREFIX}{{chan}}:open:"
+
+
+def channel_open_key(channel: str) -> str:
+    return f"{CHANNEL_OPEN_PREFIX}{channel}"
 
 
 @functools.lru_cache(maxsize=16384)  # every webhook and delivery step asks again for the same few

@@ -21,11 +21,12 @@ DEFAULT_ROUTE = "default"
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """Open a handover: why (trigger), where (route, channel) and what to add to the root message."""
+    """Open a handover: why (trigger), where (route, channel pool) and what to add to the root message.
+    The pool's channel is chosen when the root is posted (delivery), not here."""
 
     trigger: str
     route: str
-    channel: str
+    pool: tuple[str, ...]
     mention: str | None = None
     note: str | None = None
     outside_hours: bool = False
@@ -101,7 +102,9 @@ def is_open(hours: BusinessHours, now: datetime) -> bool:
     return any(start <= minute < end for start, end in hours.opening[local.weekday()])
 
 
-def decide(event: SmartlyEvent, config: FileConfig, default_channel: str, now: datetime) -> Decision | None:
+def decide(
+    event: SmartlyEvent, config: FileConfig, default_pool: tuple[str, ...], now: datetime
+) -> Decision | None:
     """Return a Decision when this event asks for a human, else None."""
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("decide() needs an aware datetime: a naive one would be read in the server's zone")
@@ -112,11 +115,11 @@ def decide(event: SmartlyEvent, config: FileConfig, default_channel: str, now: d
         return None
     route = first_route(event, trigger, config.routes)
     if route is None:
-        decision = Decision(trigger=trigger, route=DEFAULT_ROUTE, channel=default_channel)
+        decision = Decision(trigger=trigger, route=DEFAULT_ROUTE, pool=default_pool)
         hours = config.business_hours
     else:
-        channel = route.channel or default_channel
-        decision = Decision(trigger=trigger, route=route.name, channel=channel, mention=route.mention)
+        pool = route.channel or default_pool
+        decision = Decision(trigger=trigger, route=route.name, pool=pool, mention=route.mention)
         hours = route.hours(config.business_hours)
     if hours is None or is_open(hours, now):
         return decision
@@ -124,7 +127,7 @@ def decide(event: SmartlyEvent, config: FileConfig, default_channel: str, now: d
     outside = hours.outside_hours
     return replace(
         decision,
-        channel=outside.channel or decision.channel,
+        pool=outside.channel or decision.pool,
         mention=outside.mention,
         note=outside.note or None,
         outside_hours=True,

@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .config import FileConfig, load_config
+from .config import FileConfig, load_config, parse_channel_pool
 from .config.check import check_env_channel
 
 
@@ -37,7 +37,7 @@ class Settings(BaseSettings):
 
     slack_bot_token: SecretStr | None = None
     slack_api_url: str = "https://slack.com/api/"
-    slack_channel: str | None = None
+    slack_channel: str | None = None  # one channel ID or a comma-separated pool; see AppConfig.env_pool
     slack_signing_secret: SecretStr | None = None
     slack_app_token: SecretStr | None = None
 
@@ -57,13 +57,30 @@ class AppConfig:
     file: FileConfig
     config_path: str | None
 
-    @property
-    def default_channel(self) -> str:
-        return self.default_channel_in(self.file)
+    @cached_property
+    def env_pool(self) -> tuple[str, ...]:
+        """SLACK_CHANNEL as a pool (empty when unset); SettingsError, in one line, for a bad ID."""
+        raw = self.settings.slack_channel
+        problem = check_env_channel(raw)
+        if problem:
+            raise SettingsError(problem)
+        return parse_channel_pool(raw) if raw and raw.strip() else ()
 
-    def default_channel_in(self, file: FileConfig) -> str:
+    @property
+    def default_pool(self) -> tuple[str, ...]:
+        """The effective default channel pool now (one ID, or several); () when none is set."""
+        return self.default_pool_in(self.file)
+
+    @property
+    def default_pool_source(self) -> str:
+        """Where default_pool comes from: SLACK_CHANNEL, slack.default_channel, or unset."""
+        if self.env_pool:
+            return "SLACK_CHANNEL"
+        return "slack.default_channel" if self.file.slack.default_channel else "unset"
+
+    def default_pool_in(self, file: FileConfig) -> tuple[str, ...]:
         """SLACK_CHANNEL wins over the file's default channel (which a hot reload may change)."""
-        return self.settings.slack_channel or file.slack.default_channel or ""
+        return self.env_pool or file.slack.default_channel or ()
 
     @cached_property
     def webhook_keys(self) -> tuple[bytes, ...]:
@@ -123,10 +140,7 @@ def load_app_config(config_path: str | None = None, *, require: bool = True) -> 
             )
         if not settings.slack_bot_token or not settings.slack_bot_token.get_secret_value():
             raise SettingsError("missing setting SLACK_BOT_TOKEN (the Slack bot token, xoxb-...)")
-        channel_problem = check_env_channel(settings.slack_channel)
-        if channel_problem:
-            raise SettingsError(channel_problem)
-        if not app_config.default_channel:
+        if not app_config.default_pool:  # (env_pool raises SettingsError for a bad SLACK_CHANNEL)
             raise SettingsError(
                 "missing setting SLACK_CHANNEL (or slack.default_channel in config.yaml): "
                 "the channel ID where handover threads open"

@@ -26,7 +26,20 @@ from redis.exceptions import (
     ConnectionError as RedisConnectionError,
 )
 
-from .keys import LANES, META_KEY, REPLY, Keys, conversation_keys, rate_key, record_keys, thread_key, user_key
+from .keys import (
+    CHANNEL_OPEN_PREFIX,
+    LANES,
+    META_KEY,
+    PLACED_KEY,
+    REPLY,
+    Keys,
+    channel_open_key,
+    conversation_keys,
+    rate_key,
+    record_keys,
+    thread_key,
+    user_key,
+)
 from .results import (
     Commit,
     DeadLetter,
@@ -127,6 +140,8 @@ class Store:
             "agent_message",
             "claim_handover",
             "resolve_handover",
+            "place_handover",
+            "leave_channel",
         ):
             self._scripts[name] = redis.register_script(_script_source(name))
 
@@ -440,7 +455,7 @@ class Store:
         idle_before_ms: int = 0,
     ) -> int:
         k = self.keys(cid)
-        return int(
+        hid = int(
             await self._eval(
                 "resolve_handover",
                 k.handover_keys(),
@@ -456,6 +471,73 @@ class Store:
                 ],
             )
         )
+        if hid < 0:
+            return hid
+        # A second call (the pool counters live in a slot of their own); were it lost, reconcile()
+        # finds the placement stale later.
+        await self.handover_left_channel(cid, hid)
+        return 1
+
+    # -- channel pools ---------------------------------------------------------------------------------
+
+    async def place_handover(
+        self, cid: str, hid: int | str, pool: Sequence[str], now_ms: int, waiting: Sequence[int] = ()
+    ) -> str:
+        """The channel of handover `hid`'s thread: chosen once, when its root is first posted, as the
+        pool's channel with the fewest open handovers (then the fewest `waiting` lines, given in pool
+        order); the same channel on every later call for this handover, whatever the pool is then."""
+        counts = [*waiting, *([0] * len(pool))][: len(pool)]
+        channel = await self._eval(
+            "place_handover",
+            [PLACED_KEY],
+            [cid, str(hid), now_ms, CHANNEL_OPEN_PREFIX, len(pool), *pool, *counts],
+        )
+        return as_text(channel)
+
+    async def handover_left_channel(self, cid: str, hid: int | str | None = None) -> str | None:
+        """Handover `hid` of `cid` (None: whichever is placed) no longer counts in its channel:
+        call it whenever a handover ends there (resolved, transferred away, forgotten). Returns
+        the channel it left, None when it was not placed."""
+        left = as_text(
+            await self._eval(
+                "leave_channel", [PLACED_KEY], [cid, "" if hid is None else str(hid), CHANNEL_OPEN_PREFIX]
+            )
+        )
+        return left or None
+
+    async def open_in_channels(self, channels: Sequence[str]) -> dict[str, int]:
+        """Open handovers placed in each of `channels` (for gauges and check-config)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for channel in channels:
+                pipe.zcard(channel_open_key(channel))
+            counts = await pipe.execute()
+        return {channel: int(count) for channel, count in zip(channels, counts, strict=True)}
+
+    async def placements(self) -> dict[str, tuple[str, str]]:
+        """cid → (channel, hid) of every placed handover."""
+        raw = await self.redis.hgetall(PLACED_KEY)
+        found = {}
+        for cid, value in raw.items():
+            channel, _, hid = as_text(value).partition(" ")
+            found[as_text(cid)] = (channel, hid)
+        return found
+
+    async def reconcile_placements(self) -> int:
+        """Drop placements whose handover is over (its "left" call lost in a crash, a root posted after
+        its resolve): the counts are always recomputable from the conversations. Returns how many."""
+        placed = list((await self.placements()).items())
+        if not placed:
+            return 0
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for cid, _ in placed:
+                pipe.hmget(self.keys(cid).conv, "state", "hid")
+            states = await pipe.execute()
+        dropped = 0
+        for (cid, (_, hid)), (state, current) in zip(placed, states, strict=True):
+            if as_text(state) in ("open", "claimed") and as_text(current) == hid:
+                continue
+            dropped += await self.handover_left_channel(cid, hid) is not None
+        return dropped
 
     async def idle_handovers(self, partition: int, before_ms: int, limit: int = 100) -> list[str]:
         members = await self.redis.zrangebyscore(

@@ -117,7 +117,7 @@ async def smartly_hook(request: web.Request) -> web.Response:
             "handover_opened",
             trigger=decision.trigger,
             route=decision.route,
-            channel=decision.channel,
+            channel=",".join(decision.pool),
             hid=result.hid,
             **fields,
         )

@@ -96,7 +96,7 @@ def test_shipped_config_sends_every_handover_to_slack_channel() -> None:
 
 def test_full_example_loads_with_its_documented_values() -> None:
     config = load_config(EXAMPLE_CONFIG)
-    assert config.slack.default_channel == "C0DEFAULT0"
+    assert config.slack.default_channel == ("C0DEFAULT0",)
     history = config.history
     assert (history.max_entries, history.ttl_s, history.shown_on_open) == (50, 86400.0, 20)
     assert config.handover.idle_timeout_s == 1800.0
@@ -319,7 +319,7 @@ def test_channel_ids_that_cannot_be_slack_ids(channel: str) -> None:
 
 @pytest.mark.parametrize("channel", ["C0A", "G0123ABCD", "D0123ABCD", "C0123FRENCH"])
 def test_channel_ids_accepted(channel: str) -> None:
-    assert parse_config(f"slack:\n  default_channel: {channel}\n").slack.default_channel == channel
+    assert parse_config(f"slack:\n  default_channel: {channel}\n").slack.default_channel == (channel,)
 
 
 def test_channels_are_checked_everywhere() -> None:

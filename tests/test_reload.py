@@ -35,14 +35,14 @@ def errors(logs: list[dict]) -> list[dict]:
 
 
 def test_starts_with_the_initial_config(holder: ConfigHolder) -> None:
-    assert holder.current.slack.default_channel == "C0AAAAA"
+    assert holder.current.slack.default_channel == ("C0AAAAA",)
 
 
 def test_good_rewrite_takes_effect(holder: ConfigHolder, config_file: Path) -> None:
     config_file.write_text(GOOD_B)
     with capture_logs() as logs:
         assert holder.reload() is True
-    assert holder.current.slack.default_channel == "C0BBBBB"
+    assert holder.current.slack.default_channel == ("C0BBBBB",)
     assert holder.current.history.ttl_s == 7200.0
     [entry] = logs
     assert (entry["event"], entry["log_level"]) == ("config_reloaded", "info")
@@ -73,7 +73,7 @@ def test_bad_rewrite_is_logged_and_the_last_good_config_kept(holder: ConfigHolde
     config_file.write_text(GOOD_B)  # fixed: the next reload applies it
     with capture_logs() as logs:
         assert holder.reload() is True
-    assert holder.current.slack.default_channel == "C0BBBBB"
+    assert holder.current.slack.default_channel == ("C0BBBBB",)
     assert holder.file_ok
     assert [entry["event"] for entry in logs] == ["config_reloaded"]
 
@@ -142,16 +142,16 @@ async def test_watch_applies_good_edits_and_rejects_bad_ones(holder: ConfigHolde
         task = asyncio.create_task(holder.watch(interval_s=0.01))
         try:
             config_file.write_text(GOOD_B)
-            await wait_for(lambda: holder.current.slack.default_channel == "C0BBBBB")
+            await wait_for(lambda: holder.current.slack.default_channel == ("C0BBBBB",))
 
             config_file.write_text(BAD)
             await wait_for(lambda: len(errors(logs)) == 1)
             await asyncio.sleep(0.1)  # many polls later: still one error, still the last good config
             assert len(errors(logs)) == 1
-            assert holder.current.slack.default_channel == "C0BBBBB"
+            assert holder.current.slack.default_channel == ("C0BBBBB",)
 
             config_file.write_text(GOOD_A)
-            await wait_for(lambda: holder.current.slack.default_channel == "C0AAAAA")
+            await wait_for(lambda: holder.current.slack.default_channel == ("C0AAAAA",))
         finally:
             task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -169,7 +169,7 @@ async def test_watch_sees_a_same_size_edit_with_the_same_mtime(
         await asyncio.sleep(0.05)
         config_file.write_text(replaced)
         os.utime(config_file, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-        await wait_for(lambda: holder.current.slack.default_channel == "C0ZZZZZ")
+        await wait_for(lambda: holder.current.slack.default_channel == ("C0ZZZZZ",))
     finally:
         task.cancel()
 
@@ -179,9 +179,9 @@ async def test_watch_survives_the_file_disappearing(holder: ConfigHolder, config
     try:
         config_file.unlink()
         await asyncio.sleep(0.05)
-        assert holder.current.slack.default_channel == "C0AAAAA"
+        assert holder.current.slack.default_channel == ("C0AAAAA",)
         config_file.write_text(GOOD_B)
-        await wait_for(lambda: holder.current.slack.default_channel == "C0BBBBB")
+        await wait_for(lambda: holder.current.slack.default_channel == ("C0BBBBB",))
         assert not task.done()
     finally:
         task.cancel()

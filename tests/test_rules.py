@@ -17,6 +17,7 @@ from bridge.events import SmartlyEvent
 from bridge.rules import Decision, decide, has_keyword
 
 DEFAULT = "C0DEFAULT0"
+DEFAULT_POOL = (DEFAULT,)
 # A Monday, 10:00 in Paris: inside any office hours used below.
 MONDAY_MORNING = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -40,7 +41,7 @@ def with_triggers(*items: str) -> FileConfig:
 
 
 def fired(config: FileConfig, event: SmartlyEvent, now: datetime = MONDAY_MORNING) -> str | None:
-    decision = decide(event, config, DEFAULT, now)
+    decision = decide(event, config, DEFAULT_POOL, now)
     return decision.trigger if decision else None
 
 
@@ -149,14 +150,14 @@ def test_default_triggers_are_escalation_and_need_help() -> None:
 
 def test_simulator_events_never_open_unless_allowed() -> None:
     simulated = make_event(event="escalation_requested", is_simulator=True)
-    assert decide(simulated, FileConfig(), DEFAULT, MONDAY_MORNING) is None
+    assert decide(simulated, FileConfig(), DEFAULT_POOL, MONDAY_MORNING) is None
     allowed = config_from("handover:\n  ignore_simulator: false\n")
     assert fired(allowed, simulated) == "escalation_requested"
 
 
 def test_naive_now_is_refused() -> None:
     with pytest.raises(ValueError, match="aware"):
-        decide(make_event(need_help=True), FileConfig(), DEFAULT, datetime(2026, 3, 2, 10, 0))
+        decide(make_event(need_help=True), FileConfig(), DEFAULT_POOL, datetime(2026, 3, 2, 10, 0))
 
 
 # --- keywords, property-based ---------------------------------------------------------------------
@@ -220,7 +221,7 @@ ROUTES = config_from(
 
 
 def route_of(**fields: Any) -> Decision | None:
-    return decide(make_event(**{"need_help": True, **fields}), ROUTES, DEFAULT, MONDAY_MORNING)
+    return decide(make_event(**{"need_help": True, **fields}), ROUTES, DEFAULT_POOL, MONDAY_MORNING)
 
 
 @pytest.mark.parametrize(
@@ -243,20 +244,20 @@ def route_of(**fields: Any) -> Decision | None:
 def test_first_matching_route_wins(fields: dict[str, Any], route: str, channel: str) -> None:
     decision = route_of(**fields)
     assert decision is not None
-    assert (decision.route, decision.channel) == (route, channel)
+    assert (decision.route, decision.pool) == (route, (channel,))
 
 
 def test_route_mention_and_default_route_has_none() -> None:
     assert route_of(lang="fr-fr", platform="webchat") == Decision(
-        trigger="need_help", route="french", channel="C0123FRENCH", mention="<!subteam^S0FRENCH1>"
+        trigger="need_help", route="french", pool=("C0123FRENCH",), mention="<!subteam^S0FRENCH1>"
     )
-    assert route_of(lang="de") == Decision(trigger="need_help", route="default", channel=DEFAULT)
+    assert route_of(lang="de") == Decision(trigger="need_help", route="default", pool=DEFAULT_POOL)
 
 
 def test_escalation_payload_platform_spelling_still_routes() -> None:
     """escalation_requested says "plateform"; events.py folds it into platform, routes just see it."""
     event = make_event(event="escalation_requested", lang="fr-fr", platform="messenger")
-    decision = decide(event, ROUTES, DEFAULT, MONDAY_MORNING)
+    decision = decide(event, ROUTES, DEFAULT_POOL, MONDAY_MORNING)
     assert decision is not None and decision.route == "french"
 
 
@@ -293,7 +294,7 @@ HOURS = config_from(
 
 
 def at(utc: str, lang: str = "fr-fr") -> Decision:
-    decision = decide(make_event(need_help=True, lang=lang), HOURS, DEFAULT, datetime.fromisoformat(utc))
+    decision = decide(make_event(need_help=True, lang=lang), HOURS, DEFAULT_POOL, datetime.fromisoformat(utc))
     assert decision is not None
     return decision
 
@@ -328,14 +329,14 @@ def at(utc: str, lang: str = "fr-fr") -> Decision:
 def test_global_business_hours_follow_paris_dst(utc: str, is_open: bool) -> None:
     decision = at(utc)
     assert decision.outside_hours is (not is_open)
-    assert decision.channel == ("C0123FRENCH" if is_open else "C0AFTERHOURS")
+    assert decision.pool == ("C0123FRENCH" if is_open else "C0AFTERHOURS",)
 
 
 def test_outside_hours_decision_carries_the_note_and_the_on_call_mention() -> None:
     assert at("2026-03-30T20:00:00+00:00") == Decision(
         trigger="need_help",
         route="french",
-        channel="C0AFTERHOURS",
+        pool=("C0AFTERHOURS",),
         mention="<!subteam^S0ONCALL1>",
         note="Outside business hours: an agent will answer at opening.",
         outside_hours=True,
@@ -361,14 +362,14 @@ def test_route_with_its_own_hours_ignores_the_global_ones() -> None:
     assert not at("2026-03-30T15:00:00+00:00", lang="fr-ca").outside_hours
     # 20:00 UTC: 22:00 Paris, 16:00 Toronto: the Montreal team is still in.
     montreal = at("2026-03-30T20:00:00+00:00", lang="fr-ca")
-    assert (montreal.outside_hours, montreal.channel, montreal.mention) == (
+    assert (montreal.outside_hours, montreal.pool, montreal.mention) == (
         False,
-        "C0QUEBEC01",
+        ("C0QUEBEC01",),
         "<!subteam^S0QUEBEC1>",
     )
     # 22:00 UTC: 18:00 Toronto, closed; no outside_hours section there, so the route's channel.
     late = at("2026-03-30T22:00:00+00:00", lang="fr-ca")
-    assert (late.outside_hours, late.channel, late.mention) == (True, "C0QUEBEC01", None)
+    assert (late.outside_hours, late.pool, late.mention) == (True, ("C0QUEBEC01",), None)
     assert late.note == "Outside business hours: an agent will answer when we open."
     # Christmas is closed only for routes using the global hours.
     assert not at("2026-12-25T15:00:00+00:00", lang="fr-ca").outside_hours
@@ -377,9 +378,9 @@ def test_route_with_its_own_hours_ignores_the_global_ones() -> None:
 def test_route_opted_out_of_business_hours_is_always_open() -> None:
     for utc in ("2026-03-29T03:00:00+00:00", "2026-12-25T10:00:00+00:00", "2026-03-30T22:00:00+00:00"):
         decision = at(utc, lang="en")
-        assert (decision.outside_hours, decision.channel, decision.note) == (False, "C0NIGHTDESK", None)
+        assert (decision.outside_hours, decision.pool, decision.note) == (False, ("C0NIGHTDESK",), None)
 
 
 def test_default_route_uses_global_hours() -> None:
     decision = at("2026-03-30T22:00:00+00:00", lang="de")
-    assert (decision.route, decision.channel, decision.outside_hours) == ("default", "C0AFTERHOURS", True)
+    assert (decision.route, decision.pool, decision.outside_hours) == ("default", ("C0AFTERHOURS",), True)

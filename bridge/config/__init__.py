@@ -36,6 +36,7 @@ from .values import (
     Invalid,
     format_duration,
     format_minutes,
+    parse_channel_pool,
     parse_duration,
 )
 
@@ -66,6 +67,7 @@ __all__ = [
     "format_duration",
     "format_minutes",
     "load_config",
+    "parse_channel_pool",
     "parse_config",
     "parse_duration",
     "summarize",

@@ -8,7 +8,7 @@ from typing import Any, TextIO
 
 from .diagnostics import ConfigError, ConfigUnreadable, _load
 from .schema import ALWAYS_OPEN, BusinessHours, FileConfig, Route
-from .values import CONFIG_PATH_ENV, DEFAULT_CONFIG_PATH, Invalid, _check_channel, format_minutes
+from .values import CONFIG_PATH_ENV, DEFAULT_CONFIG_PATH, Invalid, format_minutes, parse_channel_pool
 
 CHANNEL_ENV = "SLACK_CHANNEL"
 
@@ -19,11 +19,19 @@ def _describe_value(value: Any) -> str:
     return ", ".join(map(str, value)) if isinstance(value, list) else str(value).lower()
 
 
+def describe_pool(pool: tuple[str, ...]) -> str:
+    """One channel as itself; a pool as what it does: `pool of 3 (C1, C2, C3), least loaded`."""
+    if len(pool) == 1:
+        return pool[0]
+    return f"pool of {len(pool)} ({', '.join(pool)}), least loaded"
+
+
 def _describe_route(route: Route, default_channel: str) -> str:
     criteria = (
         " ".join(f"{key}={'|'.join(patterns)}" for key, patterns in route.match.criteria) or "every event"
     )
-    text = f"  {route.name}: {criteria} -> {route.channel or default_channel}"
+    channel = describe_pool(route.channel) if route.channel else default_channel
+    text = f"  {route.name}: {criteria} -> {channel}"
     if route.mention:
         text += f", mentions {route.mention}"
     if route.business_hours == ALWAYS_OPEN:
@@ -39,7 +47,8 @@ def _describe_hours(hours: BusinessHours) -> str:
         for span, ranges in hours.weekly.items()
     )
     closed = f"; closed on {len(hours.closed_on)} date(s)" if hours.closed_on else ""
-    outside = hours.outside_hours.channel or "the route's channel"
+    pool = hours.outside_hours.channel
+    outside = describe_pool(pool) if pool else "the route's channel"
     return f"business hours: {hours.timezone}: {days}{closed}; outside hours -> {outside}"
 
 
@@ -47,18 +56,22 @@ def default_channel_source(config: FileConfig, env_channel: str | None) -> tuple
     """The channel handovers go to when no route takes them, and where that comes from: the
     environment wins over the file (the running bridge decides the same way, settings.py)."""
     if env_channel:
-        return env_channel, f"from the environment: {CHANNEL_ENV}"
+        try:
+            return describe_pool(parse_channel_pool(env_channel)), f"from the environment: {CHANNEL_ENV}"
+        except Invalid:
+            return env_channel, f"from the environment: {CHANNEL_ENV} (invalid)"
     if config.slack.default_channel:
-        return config.slack.default_channel, "from the file: slack.default_channel"
+        return describe_pool(config.slack.default_channel), "from the file: slack.default_channel"
     return "nowhere", f"set {CHANNEL_ENV} (or slack.default_channel): the bridge will not start without it"
 
 
 def check_env_channel(value: str | None) -> str | None:
-    """SLACK_CHANNEL checked by the rule the file's channels follow; the problem in words, or None."""
-    if not value:
+    """SLACK_CHANNEL (one ID or a comma-separated pool) checked by the rule the file's channels
+    follow; the problem in words, or None."""
+    if not value or not value.strip():
         return None
     try:
-        _check_channel(value)
+        parse_channel_pool(value)
     except Invalid as e:
         return f"{CHANNEL_ENV}: {e} (hint: {e.hint})"
     return None

@@ -22,7 +22,7 @@ from ..matching import compile_glob
 from ..privacy.redact import BUILTINS, Redactor
 from .values import (
     _ONCE_HINT,
-    ChannelId,
+    ChannelPool,
     DayHours,
     DayRange,
     DaySpan,
@@ -52,7 +52,7 @@ class Section(BaseModel):
 
 
 class OutsideHours(Section):
-    channel: ChannelId | None = None
+    channel: ChannelPool | None = None
     mention: Mention | None = None
     note: str = "Outside business hours: an agent will answer when we open."
 
@@ -204,7 +204,7 @@ class Route(Section):
 
     name: Annotated[str, Field(max_length=64), AfterValidator(_check_route_name)]
     match: RouteMatch = RouteMatch()
-    channel: ChannelId | None = None  # None: the default channel
+    channel: ChannelPool | None = None  # None: the default channel (pool)
     mention: Mention | None = None
     # None: the global hours apply; ALWAYS_OPEN: `always` or null in the file.
     business_hours: Annotated[BusinessHours | None, BeforeValidator(_business_hours_or_always)] = None
@@ -239,7 +239,7 @@ def _check_root_field(name: str) -> str:
 
 
 class SlackSection(Section):
-    default_channel: ChannelId | None = None
+    default_channel: ChannelPool | None = None
     # What the root message shows (None: every field); a privacy choice, see privacy.redact too.
     root_fields: (
         Annotated[list[Annotated[str, AfterValidator(_check_root_field)]], BeforeValidator(_one_or_many)]
@@ -251,6 +251,8 @@ class HistorySection(Section):
     max_entries: int = Field(50, ge=1, le=1000)
     ttl_s: Duration = Field(86400.0, alias="ttl")
     shown_on_open: int = Field(20, ge=0, le=1000)
+    # Each line of the opening history is cut here ("…"); the full history goes in a file then.
+    line_chars_on_open: int = Field(300, ge=20, le=1500)
 
 
 class HandoverSection(Section):

@@ -110,6 +110,27 @@ def _check_channel(value: str) -> str:
     return value
 
 
+def parse_channel_pool(text: str) -> tuple[str, ...]:
+    """SLACK_CHANNEL: one channel ID or a comma-separated pool, each ID checked by the file's rule."""
+    pool = tuple(part.strip() for part in text.split(","))
+    for channel in pool:
+        if not channel:
+            raise Invalid(f"empty item in {text!r}", "separate channel IDs by commas: C0AAA,C0BBB")
+        _check_channel(channel)
+    return _check_pool(pool)
+
+
+def _check_pool(channels: tuple[str, ...]) -> tuple[str, ...]:
+    if not channels:
+        raise Invalid("an empty channel pool", "list at least one channel ID, or remove the key")
+    seen: set[str] = set()
+    for channel in channels:
+        if channel in seen:
+            raise Invalid(f"{channel!r} is listed twice in the pool", "list each channel once")
+        seen.add(channel)
+    return channels
+
+
 def _check_mention(value: str) -> str:
     if not _MENTION.match(value):
         raise Invalid(
@@ -212,6 +233,8 @@ def _check_timezone(name: str) -> str:
 
 
 ChannelId = Annotated[str, AfterValidator(_check_channel)]
+# One channel ID or a list of them: a new handover goes to the pool's least loaded channel.
+ChannelPool = Annotated[tuple[ChannelId, ...], BeforeValidator(_one_or_many), AfterValidator(_check_pool)]
 Mention = Annotated[str, AfterValidator(_check_mention)]
 Glob = Annotated[str, AfterValidator(_check_glob)]
 Globs = Annotated[list[Glob], BeforeValidator(_one_or_many), AfterValidator(_non_empty)]

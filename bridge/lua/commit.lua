@@ -26,6 +26,7 @@ if hid ~= '' then
     redis.call('HSET', conv, 'thread_ts', ARGV[6], 'thread_channel', ARGV[5])
     local header = cjson.decode(redis.call('HGET', conv, 'header') or '{}')
     header.thread_ts = ARGV[6]
+    header.channel = ARGV[5]  -- the pool's channel the root went to
     redis.call('HSET', conv, 'header', cjson.encode(header))
     if ARGV[7] == '1' then
       local now = tonumber(ARGV[8])

@@ -4,7 +4,7 @@
 -- KEYS: conv, out_slack, ready_slack, out_reply, ready_reply, stats, open, lines
 -- ARGV: now_ms, cid, thread_ts ('' = whatever is open), agent_id, agent_name, replies, reason,
 --       idle_before_ms (for reason 'idle': only if the last activity is older)
--- Returns 1 resolved, -1 nothing to resolve
+-- Returns the resolved handover's hid (> 0), -1 nothing to resolve
 local k = handover_keys()
 local now, cid, reason = tonumber(ARGV[1]), ARGV[2], ARGV[7]
 if not open_state(k.conv, '') then
@@ -38,4 +38,4 @@ redis.call('DEL', k.lines)
 redis.call('HDEL', k.conv, 'state', 'header', 'thread_ts', 'thread_channel', 'agent_id', 'agent_name',
   'claimed_at', 'first_response_at', 'opened_at', 'lines_cut')
 redis.call('ZREM', k.open, cid)
-return 1
+return tonumber(redis.call('HGET', k.conv, 'hid') or '1') or 1

@@ -1,0 +1,223 @@
+"""Issue 12 item 2: channel pools. Wherever the config takes a channel it takes a list; SLACK_CHANNEL a
+comma-separated one. A new handover goes to the pool's channel with the fewest open handovers and
+stays there. Through the bridge's real endpoints, a real valkey-server and the fake Slack."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from redis.asyncio import Redis
+
+from bridge.config import ConfigError, parse_config
+from bridge.keys import conversation_id
+from bridge.settings import AppConfig, Settings, SettingsError
+from bridge.store import Store
+from tests.harness import wait_until
+from tests.harness.fake_slack import FakeSlack, SlackMessage
+from tests.helpers import BridgeClient, escalation, message
+from tests.test_cli import run_cli
+
+POOL = ("C0POOLA1", "C0POOLB2", "C0POOLC3")
+
+
+def roots_by_client(fake_slack: FakeSlack) -> dict[str, str]:
+    """client_id → channel of its (latest) root, read from what Slack holds."""
+    found = {}
+    for root in fake_slack.roots():
+        client = root.text.rpartition("— ")[2].split(" ·")[0]
+        found[client] = root.channel
+    return found
+
+
+async def open_handover(bridge: BridgeClient, client_id: str, text: str = "hello") -> None:
+    assert await bridge.hook(message(client_id, text, "bot answer")) == (200, {"ok": True})
+    assert await bridge.hook(escalation(client_id)) == (200, {"ok": True})
+
+
+async def wait_roots(fake_slack: FakeSlack, count: int) -> list[SlackMessage]:
+    await wait_until(lambda: len(fake_slack.roots()) >= count, 10)
+    return fake_slack.roots()
+
+
+def thread_of(fake_slack: FakeSlack, client_id: str) -> SlackMessage:
+    return next(root for root in reversed(fake_slack.roots()) if f"— {client_id}" in root.text)
+
+
+# -- config ----------------------------------------------------------------------------------------
+
+
+def test_a_pool_is_taken_wherever_a_channel_is() -> None:
+    config = parse_config(
+        textwrap.dedent(
+            """\
+            slack:
+              default_channel: [C0DEF0001, C0DEF0002]
+            routes:
+              - name: french
+                match: {lang: fr-*}
+                channel: [C0FR00001, C0FR00002, C0FR00003]
+              - name: single
+                match: {lang: en}
+                channel: C0EN00001
+            business_hours:
+              timezone: Europe/Paris
+              weekly: {mon-fri: "09:00-18:00"}
+              outside_hours:
+                channel:
+                  - C0NIGHT001
+                  - C0NIGHT002
+            """
+        )
+    )
+    assert config.slack.default_channel == ("C0DEF0001", "C0DEF0002")
+    assert config.routes[0].channel == ("C0FR00001", "C0FR00002", "C0FR00003")
+    assert config.routes[1].channel == ("C0EN00001",)
+    assert config.business_hours is not None
+    assert config.business_hours.outside_hours.channel == ("C0NIGHT001", "C0NIGHT002")
+
+
+def test_a_pool_with_an_invalid_id_is_rejected_at_its_line_and_column() -> None:
+    text = textwrap.dedent(
+        """\
+        routes:
+          - name: french
+            channel:
+              - C0FR00001
+              - general
+        business_hours:
+          timezone: UTC
+          weekly: {mon: "09:00-10:00"}
+          outside_hours:
+            channel: [C0NIGHT001, "#night"]
+        slack:
+          default_channel: [C0DEF0001, C0DEF0001]
+        """
+    )
+    with pytest.raises(ConfigError) as raised:
+        parse_config(text, "pools.yaml")
+    problems = [(p.line, p.column, p.where, p.message) for p in raised.value.details]
+    assert problems[0][:3] == (5, 9, "routes[0].channel[1]")
+    assert "'general' is not a Slack channel ID" in problems[0][3]
+    assert problems[1][:3] == (10, 27, "business_hours.outside_hours.channel[1]")
+    assert problems[2][:3] == (12, 20, "slack.default_channel")
+    assert "listed twice" in problems[2][3]
+    assert len(problems) == 3
+    assert str(raised.value).splitlines()[1].startswith("pools.yaml:5:9: routes[0].channel[1]:")
+
+
+def test_an_empty_pool_is_rejected() -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_config("routes:\n  - name: x\n    channel: []\n")
+    assert [(p.line, p.where) for p in raised.value.details] == [(3, "routes[0].channel")]
+
+
+def test_check_config_shows_pools(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text(
+        "slack:\n  default_channel: [C0DEF0001, C0DEF0002]\n"
+        "routes:\n  - {name: french, match: {lang: fr-*}, channel: C0FR00001}\n"
+    )
+    result = run_cli("check-config", env={}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "french: lang=fr-* -> C0FR00001" in result.stdout
+    assert "otherwise -> pool of 2 (C0DEF0001, C0DEF0002), least loaded" in result.stdout
+
+
+# -- SLACK_CHANNEL ---------------------------------------------------------------------------------
+
+
+def test_slack_channel_takes_a_comma_separated_pool() -> None:
+    app = AppConfig(
+        settings=Settings(slack_channel=" C0ENV0001, C0ENV0002 ,C0ENV0003"),
+        file=parse_config("slack:\n  default_channel: C0FILE001\n"),
+        config_path=None,
+    )
+    assert app.default_pool == ("C0ENV0001", "C0ENV0002", "C0ENV0003")
+    assert app.default_pool_source == "SLACK_CHANNEL"
+    unset = AppConfig(settings=Settings(), file=app.file, config_path=None)
+    assert (unset.default_pool, unset.default_pool_source) == (("C0FILE001",), "slack.default_channel")
+
+
+@pytest.mark.parametrize("value", ["general", "C0ENV0001,#support", "C0ENV0001,,C0ENV0002", "C0A,C0A"])
+def test_slack_channel_with_a_bad_id_is_refused(value: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        _ = AppConfig(
+            settings=Settings(slack_channel=value), file=parse_config(""), config_path=None
+        ).env_pool
+    assert str(raised.value).startswith("SLACK_CHANNEL: ")
+
+
+def test_serve_refuses_slack_channel_general_in_one_line(tmp_path: Path) -> None:
+    env = {"SMARTLY_WEBHOOK_KEY": "k1234", "SLACK_BOT_TOKEN": "xoxb-1", "SLACK_CHANNEL": "general"}
+    result = run_cli("serve", env=env, cwd=tmp_path)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "SLACK_CHANNEL: 'general' is not a Slack channel ID" in lines[0]
+
+
+# -- placement -------------------------------------------------------------------------------------
+
+
+# -- the counters themselves ---------------------------------------------------------------------
+
+
+@pytest.fixture
+async def store(redis_url: str) -> Any:
+    client = Redis.from_url(redis_url)
+    yield Store(client, partitions=4)
+    await client.aclose()
+
+
+async def mark_open(store: Store, cid: str, hid: int) -> None:
+    header = orjson.dumps({"hid": hid, "status": "open"})
+    await store.redis.hset(store.keys(cid).conv, mapping={"state": "open", "hid": hid, "header": header})
+
+
+async def test_placement_is_idempotent_and_ties_go_to_the_fewest_waiting_lines(store: Store) -> None:
+    pool = ["C0T0001", "C0T0002", "C0T0003"]
+    assert await store.place_handover("a", 1, pool, 1, waiting=[5, 2, 9]) == "C0T0002"
+    # The same handover asks again (a retried root post): same channel, counted once.
+    assert await store.place_handover("a", 1, list(reversed(pool)), 2) == "C0T0002"
+    assert await store.open_in_channels(pool) == {"C0T0001": 0, "C0T0002": 1, "C0T0003": 0}
+    assert await store.place_handover("b", 1, pool, 3, waiting=[4, 0, 3]) == "C0T0003"
+    assert await store.place_handover("c", 1, pool, 4) == "C0T0001"
+    assert await store.handover_left_channel("b", 2) is None  # another handover of b: not this one
+    assert await store.handover_left_channel("b", 1) == "C0T0003"
+    assert await store.handover_left_channel("b", 1) is None
+    assert await store.open_in_channels(pool) == dict.fromkeys(pool, 1) | {"C0T0003": 0}
+
+
+async def test_counts_survive_a_lost_left_call(store: Store) -> None:
+    """A crash between a resolve and its "left" call, or a conversation that vanished: the counts are
+    recomputed from the conversations, and a new handover of the same conversation replaces the old."""
+    pool = ["C0R0001", "C0R0002"]
+    for cid in ("gone", "resolved", "open", "renewed"):
+        await mark_open(store, cid, 1)
+    for index, cid in enumerate(("gone", "resolved", "open", "renewed")):
+        await store.place_handover(cid, 1, pool, index)
+    await store.redis.delete(store.keys("gone").conv)
+    await store.redis.hdel(store.keys("resolved").conv, "state")
+    # renewed's first handover ended without a word, and its second one opens: placed afresh.
+    await mark_open(store, "renewed", 2)
+    assert await store.place_handover("renewed", 2, ["C0R0002"], 9) == "C0R0002"
+    assert sum((await store.open_in_channels(pool)).values()) == 4
+    assert await store.reconcile_placements() == 2
+    assert await store.placements() == {"open": ("C0R0001", "1"), "renewed": ("C0R0002", "2")}
+    assert await store.open_in_channels(pool) == {"C0R0001": 1, "C0R0002": 1}
+
+
+async def test_resolve_frees_the_channel(store: Store) -> None:
+    cid = conversation_id("skill1", "ann")
+    await mark_open(store, cid, 3)
+    await store.place_handover(cid, 3, ["C0X0001"], 1)
+    assert (
+        await store.resolve_handover(
+            cid, thread_ts="", agent_id="U1", agent_name="a", now_ms=2, replies=False
+        )
+        == 1
+    )
+    assert await store.open_in_channels(["C0X0001"]) == {"C0X0001": 0}
