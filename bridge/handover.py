@@ -68,7 +68,6 @@ def root_header(
         "trigger": decision.trigger,
         "route": decision.route,
         "pool": list(decision.pool),  # delivery places the handover on one of them (store.place_handover)
-        "channel": decision.pool[0],  # until then, where a delivery that knows no pools posts it
     }
     if event.is_message:
         header["intent"] = event.intent or event.intent_slug

@@ -32,6 +32,7 @@ from .keys import (
     META_KEY,
     PLACED_KEY,
     REPLY,
+    SLACK,
     Keys,
     channel_open_key,
     conversation_keys,
@@ -493,6 +494,20 @@ class Store:
             [cid, str(hid), now_ms, CHANNEL_OPEN_PREFIX, len(pool), *pool, *counts],
         )
         return as_text(channel)
+
+    async def waiting_in_channels(self, channels: Sequence[str]) -> list[int]:
+        """Entries waiting in the Slack outboxes of the handovers placed in each channel (a pool's
+        tie-break): two pipelined reads, on root posts only."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for channel in channels:
+                pipe.zrange(channel_open_key(channel), 0, -1)
+            members = [[as_text(cid) for cid in found] for found in await pipe.execute()]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for cids in members:
+                for cid in cids:
+                    pipe.xlen(self.keys(cid).out(SLACK))
+            lengths = iter(await pipe.execute())
+        return [sum(int(next(lengths)) for _ in cids) for cids in members]
 
     async def handover_left_channel(self, cid: str, hid: int | str | None = None) -> str | None:
         """Handover `hid` of `cid` (None: whichever is placed) no longer counts in its channel:

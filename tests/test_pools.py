@@ -13,12 +13,15 @@ import pytest
 from redis.asyncio import Redis
 
 from bridge.config import ConfigError, parse_config
-from bridge.keys import conversation_id
+from bridge.keys import SLACK, conversation_id
+from bridge.runtime import BRIDGE
 from bridge.settings import AppConfig, Settings, SettingsError
+from bridge.slack_format import RESOLVE_ACTION
 from bridge.store import Store
+from tests.conftest import TEST_DELIVERY, MakeBridge
 from tests.harness import wait_until
 from tests.harness.fake_slack import FakeSlack, SlackMessage
-from tests.helpers import BridgeClient, escalation, message
+from tests.helpers import BridgeClient, block_action, escalation, message
 from tests.test_cli import run_cli
 
 POOL = ("C0POOLA1", "C0POOLB2", "C0POOLC3")
@@ -31,6 +34,12 @@ def roots_by_client(fake_slack: FakeSlack) -> dict[str, str]:
         client = root.text.rpartition("— ")[2].split(" ·")[0]
         found[client] = root.channel
     return found
+
+
+def declare(fake_slack: FakeSlack, *channels: str) -> None:
+    """Channels the bot is a member of (the fake answers channel_not_found for any other)."""
+    for channel in channels:
+        fake_slack.add_channel(channel)
 
 
 async def open_handover(bridge: BridgeClient, client_id: str, text: str = "hello") -> None:
@@ -162,6 +171,84 @@ def test_serve_refuses_slack_channel_general_in_one_line(tmp_path: Path) -> None
 # -- placement -------------------------------------------------------------------------------------
 
 
+async def test_slack_channel_pool_spreads_handovers(make_bridge: MakeBridge, fake_slack: FakeSlack) -> None:
+    declare(fake_slack, *POOL)
+    bridge = await make_bridge(replies=False, slack_channel=",".join(POOL[:2]))
+    for client in ("ann", "ben"):
+        await open_handover(bridge, client)
+    await wait_roots(fake_slack, 2)
+    assert sorted(roots_by_client(fake_slack).values()) == sorted(POOL[:2])
+
+
+async def test_new_handovers_go_to_the_least_loaded_channel_and_stay_there(
+    make_bridge: MakeBridge, fake_slack: FakeSlack
+) -> None:
+    declare(fake_slack, *POOL)
+    bridge = await make_bridge(
+        replies=False, file={"slack": {"default_channel": list(POOL)}}, slack_channel=None
+    )
+    bridge_app = bridge.app[BRIDGE]
+    for index, client in enumerate(("ann", "ben", "cid")):
+        await open_handover(bridge, client)
+        await wait_roots(fake_slack, index + 1)  # one at a time: each sees the others' counts
+    placed = roots_by_client(fake_slack)
+    assert sorted(placed.values()) == sorted(POOL)  # 1 open handover in each channel
+    assert await bridge_app.store.open_in_channels(POOL) == dict.fromkeys(POOL, 1)
+
+    # ben's handover is resolved: its channel is the least loaded one now.
+    ben_root = thread_of(fake_slack, "ben")
+    assert await bridge.interaction(block_action(ben_root.channel, ben_root.ts, RESOLVE_ACTION)) == 200
+    await wait_until(lambda: fake_slack.message(ben_root.channel, ben_root.ts).edits, 10)  # type: ignore[union-attr]
+    counts = await bridge_app.store.open_in_channels(POOL)
+    assert counts == {**dict.fromkeys(POOL, 1), ben_root.channel: 0}
+    await open_handover(bridge, "dan")
+    await wait_roots(fake_slack, 4)
+    assert thread_of(fake_slack, "dan").channel == ben_root.channel
+
+    # Lines of every open handover keep going to the thread they opened in.
+    for client in ("ann", "cid", "dan"):
+        assert await bridge.hook(message(client, f"still there? {client}")) == (200, {"ok": True})
+    for client in ("ann", "cid", "dan"):
+        root = thread_of(fake_slack, client)
+        await wait_until(
+            lambda r=root, c=client: any(
+                f"still there? {c}" in t for t in fake_slack.thread(r.channel, r.ts)
+            ),
+            10,
+        )
+    assert {c: thread_of(fake_slack, c).channel for c in ("ann", "cid")} == {
+        c: placed[c] for c in ("ann", "cid")
+    }
+
+
+async def test_a_hot_reloaded_pool_applies_to_new_handovers_only(
+    make_bridge: MakeBridge, fake_slack: FakeSlack, tmp_path: Path
+) -> None:
+    def write(pool: list[str]) -> dict[str, Any]:
+        content = {"routes": [{"name": "all", "channel": pool}], "delivery": TEST_DELIVERY}
+        path.write_bytes(orjson.dumps(content))
+        return content
+
+    path = tmp_path / "config.yaml"
+    declare(fake_slack, "C0OLD0001", "C0NEW0001", "C0NEW0002")
+    bridge = await make_bridge(replies=False, file=write(["C0OLD0001"]), config_path=path)
+    await open_handover(bridge, "ann")
+    await wait_roots(fake_slack, 1)
+    assert thread_of(fake_slack, "ann").channel == "C0OLD0001"
+
+    write(["C0NEW0001", "C0NEW0002"])
+    assert bridge.app[BRIDGE].holder.reload() is True
+    await open_handover(bridge, "ben")
+    await open_handover(bridge, "cid")
+    await wait_roots(fake_slack, 3)
+    assert {thread_of(fake_slack, c).channel for c in ("ben", "cid")} == {"C0NEW0001", "C0NEW0002"}
+    # ann's handover stays where it opened.
+    assert await bridge.hook(message("ann", "after the reload")) == (200, {"ok": True})
+    await wait_until(lambda: any("after the reload" in m.text for m in fake_slack.posts()), 10)
+    line = next(m for m in fake_slack.posts() if "after the reload" in m.text)
+    assert (line.channel, line.thread_ts) == ("C0OLD0001", thread_of(fake_slack, "ann").ts)
+
+
 # -- the counters themselves ---------------------------------------------------------------------
 
 
@@ -189,6 +276,20 @@ async def test_placement_is_idempotent_and_ties_go_to_the_fewest_waiting_lines(s
     assert await store.handover_left_channel("b", 1) == "C0T0003"
     assert await store.handover_left_channel("b", 1) is None
     assert await store.open_in_channels(pool) == dict.fromkeys(pool, 1) | {"C0T0003": 0}
+
+
+async def test_waiting_lines_are_counted_per_channel(store: Store) -> None:
+    """The tie-break reads what waits in the Slack outboxes of each channel's open handovers."""
+    for cid, channel, waiting in (("a", "C0W0001", 3), ("b", "C0W0002", 1), ("c", "C0W0002", 1)):
+        await store.place_handover(cid, 1, [channel], 1)
+        for n in range(waiting):
+            await store.redis.xadd(store.keys(cid).out(SLACK), {"k": "line", "n": n})
+    pool = ["C0W0001", "C0W0002", "C0W0003"]
+    assert await store.waiting_in_channels(pool) == [3, 2, 0]
+    await store.place_handover("z", 1, ["C0W0003"], 1)  # every channel has one open handover now
+    await store.handover_left_channel("c")
+    assert await store.place_handover("d", 1, pool, 2, await store.waiting_in_channels(pool)) == "C0W0003"
+    assert await store.place_handover("e", 1, pool, 3, await store.waiting_in_channels(pool)) == "C0W0002"
 
 
 async def test_counts_survive_a_lost_left_call(store: Store) -> None:

@@ -41,7 +41,7 @@ class SlackLane(Lane):
         kind = KINDS.get(head.kind)
         if kind is None:
             return await self.bury(cid, [head], f"unknown_kind:{head.kind}")
-        job = self._job(cid, worker, conv, entries, kind)
+        job = await self._job(cid, worker, conv, entries, kind)
         if job is None:  # the root of this handover was never posted (dead-lettered): nowhere to post
             return await self.bury(cid, [head], "no_thread")
         try:
@@ -53,16 +53,25 @@ class SlackLane(Lane):
         except SlackFailure as e:
             return await self._failed(job, e)
 
-    def _job(
+    async def _job(
         self, cid: str, worker: str, conv: dict[str, str], entries: list[OutboxEntry], kind: Kind
     ) -> Job | None:
         head = entries[0]
         if not kind.thread:
-            return Job(cid, worker, conv, entries, str(head.data.get("channel", "")), None)
+            return Job(cid, worker, conv, entries, await self.place(cid, head), None)
         thread = thread_in(conv, head.hid)
         if thread is None:
             return None
         return Job(cid, worker, conv, entries, *thread)
+
+    async def place(self, cid: str, root: OutboxEntry) -> str:
+        """The channel of this handover's thread: the least loaded of its pool (then the one with the
+        fewest waiting lines), chosen when its root is first posted and kept for life. A root queued
+        before pools existed carries a single `channel`."""
+        pool = [str(channel) for channel in root.data.get("pool") or [root.data.get("channel", "")]]
+        store = self.ctx.store
+        waiting = await store.waiting_in_channels(pool) if len(pool) > 1 else []
+        return await store.place_handover(cid, root.hid, pool, now_ms(), waiting)
 
     async def _failed(self, job: Job, e: SlackFailure) -> Step:
         """Every answer of Slack's becomes a Step: wait (429), dead letter (permanent) or retry."""
