@@ -17,13 +17,13 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from slack_sdk.signature import SignatureVerifier
 
 from .cli_redis import URL_FILE
 from .delivery import Deliverer, DeliveryContext, Lane, ReplyLane, SlackLane
 from .embedded import EmbeddedValkey
 from .handover import Handover
 from .health import AUTH_RETRY_S
+from .http_server import serve_app
 from .keys import REPLY, SLACK
 from .metrics import Metrics
 from .reload import ConfigHolder
@@ -34,7 +34,7 @@ from .slack_api import SlackApi, SlackFailure
 from .slack_events import SlackEvents
 from .socket_mode import socket_mode_ctx
 from .store import STORE_DEADLINE_S, STORE_ERRORS, STORE_OR_SOCKET_ERRORS, AnyRedis, Store, close_quietly
-from .web import add_routes
+from .web import BodySignatureVerifier, add_routes
 
 log = structlog.get_logger("bridge.app")
 
@@ -89,7 +89,8 @@ async def connect(
 
 
 def create_app(app_config: AppConfig, *, handle_signals: bool = False) -> web.Application:
-    app = web.Application()
+    # Bodies are decompressed by the endpoints (bridge/http_body.py): Slack signs them as sent.
+    app = web.Application(handler_args={"auto_decompress": False})
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_redis_ctx(app_config))
     app.cleanup_ctx.append(_http_ctx)
@@ -166,7 +167,7 @@ def _bridge_ctx(app_config: AppConfig):
         deliverer = Deliverer(store, lanes, delivery_settings, metrics)
         verifier = None
         if settings.slack_signing_secret and settings.slack_signing_secret.get_secret_value():
-            verifier = SignatureVerifier(settings.slack_signing_secret.get_secret_value())
+            verifier = BodySignatureVerifier(settings.slack_signing_secret.get_secret_value())
         else:
             log.warning(
                 "slack_signing_secret_missing", effect="/slack/events and /slack/interactions answer 401"
@@ -311,12 +312,10 @@ def serve(app_config: AppConfig) -> None:
     app = create_app(app_config, handle_signals=True)
     app.on_startup.append(_freeze_heap)
     log.info("listening", host=settings.bridge_host, port=settings.bridge_port)
-    web.run_app(
+    serve_app(
         app,
         host=settings.bridge_host,
         port=settings.bridge_port,
-        access_log=None,
-        print=None,
         backlog=1024,
         shutdown_timeout=app_config.file.delivery.shutdown_grace_s,
     )

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .config import FileConfig, load_config, parse_channel_pool
 from .config.check import check_env_channel
+from .http_body import BODY_TIMEOUT_S
 
 
 class Settings(BaseSettings):
@@ -29,6 +30,7 @@ class Settings(BaseSettings):
     bridge_log_level: str = "info"
     bridge_metrics_token: SecretStr | None = None
     bridge_instance: str | None = None
+    bridge_body_timeout_s: float = Field(BODY_TIMEOUT_S, gt=0)  # a request body's time to arrive, else 408
 
     redis_url: str | None = None
     redis_cluster: bool | None = None

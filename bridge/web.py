@@ -4,6 +4,7 @@ and failures to status codes. Logic never sees a web.Request."""
 from __future__ import annotations
 
 import functools
+import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -15,6 +16,7 @@ from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
 from .events import EventError, IgnoredEvent, parse_event
+from .http_body import BodyRejected, decoded, encoding_of, raw_body
 from .keys import SLACK
 from .logs import info_line
 from .runtime import BRIDGE, Bridge
@@ -39,20 +41,17 @@ def error(status: int, message: str, **extra: Any) -> web.Response:
     return json_response({"ok": False, "error": message, **extra}, status)
 
 
-async def read_limited(request: web.Request, limit: int) -> bytes | None:
-    """The body, or None when it exceeds `limit` (checked before and while reading)."""
-    if request.content_length is not None and request.content_length > limit:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        chunk = await request.content.read(limit + 1 - size)  # returns what has arrived, b"" at EOF
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            return None
+async def rejected(request: web.Request, e: BodyRejected) -> web.Response:
+    """The answer to a body the endpoint does not take. After a 408 the connection is closed at once:
+    what is left of a body that never came cannot be told from a next request, and aiohttp would
+    otherwise linger up to 10 s reading it."""
+    response = error(e.status, e.message)
+    if e.status == 408:
+        response.force_close()
+        await response.prepare(request)
+        await response.write_eof()
+        request.protocol.force_close()  # (the transport sends what it holds, then closes)
+    return response
 
 
 def key_matches(given: str, keys: tuple[bytes, ...]) -> bool:
@@ -72,11 +71,15 @@ async def smartly_hook(request: web.Request) -> web.Response:
         log.warning("webhook_rejected", status=401, reason="bad or missing key", remote=request.remote)
         return error(401, "unauthorized")
     limit = bridge.config().webhook.max_body_bytes
-    body = await read_limited(request, limit)
-    if body is None:
-        metrics.webhook_event("unknown", "too_large")
-        log.warning("webhook_rejected", status=413, reason="body too large", limit=limit)
-        return error(413, f"body larger than {limit} bytes")
+    try:
+        encoding = encoding_of(request)
+        body = decoded(
+            await raw_body(request, limit, bridge.app_config.settings.bridge_body_timeout_s), encoding, limit
+        )
+    except BodyRejected as e:
+        metrics.webhook_event("unknown", e.reason)
+        log.warning("webhook_rejected", status=e.status, reason=e.message, limit=limit)
+        return await rejected(request, e)
     try:
         event = parse_event(body)
     except IgnoredEvent as ignored:
@@ -126,6 +129,18 @@ async def smartly_hook(request: web.Request) -> web.Response:
     return ok()
 
 
+class BodySignatureVerifier(SignatureVerifier):
+    """Slack's signature over the body's bytes as sent: slack_sdk decodes the body as UTF-8 first,
+    which a compressed body is not (it would fail every gzip request)."""
+
+    def generate_signature(self, *, timestamp: str, body: str | bytes) -> str | None:
+        if timestamp is None:
+            return None
+        raw = body if isinstance(body, bytes) else body.encode()
+        base = b"v0:" + timestamp.encode() + b":" + raw
+        return "v0=" + hmac.new(self.signing_secret.encode(), base, hashlib.sha256).hexdigest()
+
+
 def _verified_body(request: web.Request, body: bytes, bridge: Bridge) -> bool:
     verifier: SignatureVerifier | None = bridge.signature_verifier
     if verifier is None:
@@ -141,15 +156,19 @@ def _verified_body(request: web.Request, body: bytes, bridge: Bridge) -> bool:
 
 
 async def _slack_request(request: web.Request) -> tuple[Bridge, bytes | web.Response]:
+    """The body, decoded, once its signature (over the body as sent) is valid; else the answer."""
     bridge: Bridge = request.app[BRIDGE]
-    body = await read_limited(request, SLACK_BODY_LIMIT)
-    if body is None:
-        return bridge, error(413, "body too large")
-    if not _verified_body(request, body, bridge):
-        bridge.metrics.slack_events.labels("request", "unauthorized").inc()
-        log.warning("slack_request_rejected", status=401, path=request.path)
-        return bridge, error(401, "invalid signature")
-    return bridge, body
+    try:
+        encoding = encoding_of(request)
+        raw = await raw_body(request, SLACK_BODY_LIMIT, bridge.app_config.settings.bridge_body_timeout_s)
+        if not _verified_body(request, raw, bridge):
+            bridge.metrics.slack_events.labels("request", "unauthorized").inc()
+            log.warning("slack_request_rejected", status=401, path=request.path)
+            return bridge, error(401, "invalid signature")
+        return bridge, decoded(raw, encoding, SLACK_BODY_LIMIT)
+    except BodyRejected as e:
+        log.warning("slack_request_rejected", status=e.status, path=request.path, reason=e.message)
+        return bridge, await rejected(request, e)
 
 
 async def slack_events(request: web.Request) -> web.Response:
@@ -264,10 +283,38 @@ def guarded(handler: Handler) -> Handler:
     return guard
 
 
+def not_allowed(allowed: str) -> Handler:
+    """405 for any other method on a route, JSON with the `Allow` header (aiohttp's own is text)."""
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        log.warning(
+            "request_rejected",
+            status=405,
+            reason=f"method {request.method[:16]} not allowed",
+            path=request.path[:200],
+        )
+        response = error(405, f"method not allowed (allowed: {allowed})")
+        response.headers["Allow"] = allowed
+        return response
+
+    return answer
+
+
+async def not_found(request: web.Request) -> web.StreamResponse:
+    log.warning("request_rejected", status=404, reason="no such endpoint", path=request.path[:200])
+    return error(404, "not found")
+
+
 def add_routes(app: web.Application) -> None:
-    app.router.add_post("/smartly/hooks", guarded(smartly_hook))
-    app.router.add_post("/slack/events", guarded(slack_events))
-    app.router.add_post("/slack/interactions", guarded(slack_interactions))
-    app.router.add_get("/healthz", guarded(healthz))
-    app.router.add_get("/readyz", guarded(readyz))
-    app.router.add_get("/metrics", guarded(metrics))
+    """Every endpoint; any other method or path gets a JSON 405 or 404 (aiohttp's are plain text)."""
+    for path, handler in (
+        ("/smartly/hooks", smartly_hook),
+        ("/slack/events", slack_events),
+        ("/slack/interactions", slack_interactions),
+    ):
+        app.router.add_post(path, guarded(handler))
+        app.router.add_route("*", path, not_allowed("POST"))
+    for path, handler in (("/healthz", healthz), ("/readyz", readyz), ("/metrics", metrics)):
+        app.router.add_get(path, guarded(handler))
+        app.router.add_route("*", path, not_allowed("GET, HEAD"))
+    app.router.add_route("*", "/{tail:.*}", not_found)  # (matched last: the most specific path wins)
