@@ -1,4 +1,5 @@
-"""`bridge` command line: serve, check-config, outbox list-dead / replay, handovers list / show / resolve."""
+"""`bridge` command line: serve, check-config, doctor, outbox list-dead / replay, handovers list /
+show / resolve."""
 
 from __future__ import annotations
 
@@ -44,6 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--all", action="store_true", help="replay every dead letter")
     replay.add_argument("--reason", help="only dead letters with this reason")
     add_handovers_parser(commands)
+
+    doctor = commands.add_parser("doctor", help="check the whole setup against Redis, Slack and your backend")
+    doctor.add_argument("--config", help="config file (default: $BRIDGE_CONFIG, else ./config.yaml)")
+    doctor.add_argument("--json", action="store_true", help="the checks as a JSON list")
     return parser
 
 
@@ -51,6 +56,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check-config":
         return check_config_main(args.path)
+    if args.command == "doctor":
+        from .doctor import doctor_main
+
+        configure_logging("error", [])  # the checklist is the output; secrets never reach it
+        return doctor_main(args.config, args.json)
     try:
         app_config = load_app_config(args.config, require=args.command == "serve")
     except (SettingsError, ConfigError) as e:

@@ -38,6 +38,7 @@ __all__ = [
 ]
 
 DEFAULT_TOKEN = "xoxb-fake-bridge-token"
+APP_TOKEN = "xapp-1-fake-app-token"  # app-level token (Socket Mode): apps.connections.open only
 BOT_USER_ID = "UBRIDGE"
 BOT_ID = "BBRIDGE"
 APP_ID = "ABRIDGE"
@@ -325,6 +326,7 @@ class FakeSlack(HttpFake):
     ) -> None:
         super().__init__()
         self.token = token  # None disables the auth check
+        self.app_token = APP_TOKEN
         self.users: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (users or DEFAULT_USERS).items()}
         self.scopes = set(scopes)  # granted to the token: x-oauth-scopes, and missing_scope beyond them
         self._suite_channels = tuple(known_channels)
@@ -632,6 +634,8 @@ class FakeSlack(HttpFake):
                 if fault.remaining is not None:
                     fault.remaining -= 1
                 return fault.status, {"ok": False, "error": fault.error, **fault.fields}, dict(fault.headers)
+        if method == "apps.connections.open":
+            return 200, self._apps_connections_open(token), {}
         handler = self._methods.get(method)
         if handler is None:
             return 200, {"ok": False, "error": "unknown_method", "req_method": method}, {}
@@ -683,6 +687,16 @@ class FakeSlack(HttpFake):
         if params is not None and not _truthy(params.get("include_all_metadata")):
             api.pop("metadata", None)
         return api
+
+    def _apps_connections_open(self, token: str | None) -> dict[str, Any]:
+        """Socket Mode's URL, for the app-level token only (a bot token is the wrong type)."""
+        if not token:
+            return {"ok": False, "error": "not_authed"}
+        if token == self.app_token:
+            return {"ok": True, "url": f"wss://wss-primary.slack.com/link/?ticket=fake-{self._next_ts()}"}
+        if token == self.token:
+            return {"ok": False, "error": "not_allowed_token_type"}
+        return {"ok": False, "error": "invalid_auth"}
 
     def _auth_test(self, params: dict[str, Any], now: float) -> dict[str, Any]:
         return {
