@@ -18,6 +18,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
+from .admin_web import add_admin_routes
 from .cli_redis import URL_FILE
 from .delivery import Deliverer, DeliveryContext, Lane, ReplyLane, SlackLane
 from .embedded import EmbeddedValkey
@@ -98,6 +99,7 @@ def create_app(app_config: AppConfig, *, handle_signals: bool = False) -> web.Ap
     app.cleanup_ctx.append(_upkeep_ctx(handle_signals))
     app.cleanup_ctx.append(socket_mode_ctx(app_config))  # last in, first out: events stop before workers
     add_routes(app)
+    add_admin_routes(app)
     return app
 
 

@@ -17,6 +17,8 @@ from .config import ConfigError, check_config_main
 from .handovers_cli import add_parser as add_handovers_parser
 from .handovers_cli import handovers_main
 from .logs import configure_logging
+from .privacy_cli import add_parsers as add_privacy_parsers
+from .privacy_cli import forget_main
 from .settings import AppConfig, SettingsError, load_app_config
 from .store import STORE_OR_SOCKET_ERRORS
 
@@ -49,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     doctor = commands.add_parser("doctor", help="check the whole setup against Redis, Slack and your backend")
     doctor.add_argument("--config", help="config file (default: $BRIDGE_CONFIG, else ./config.yaml)")
     doctor.add_argument("--json", action="store_true", help="the checks as a JSON list")
+    add_privacy_parsers(commands)
     return parser
 
 
@@ -79,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "handovers":
             return asyncio.run(handovers_main(app_config, args))
+        if args.command == "forget":
+            return asyncio.run(forget_main(app_config, args))
         return asyncio.run(_outbox(app_config, args))
     except RedisUnreachable as e:
         print(f"bridge: {e}", file=sys.stderr)

@@ -26,6 +26,9 @@ lives in a slot of its own: it runs on standalone Redis only, see Store.begin_po
   bridge:{chan}:open:<channel>  zset    cids of the handovers open in that channel, scored by placement ms
                                         (both under one hash tag: one script picks a pool's least loaded
                                         channel; recomputable from the conversations, see Store.reconcile)
+
+A new per-conversation key must also be deleted by forget.lua (bridge forget): tests/test_privacy_forget.py
+SCANs for any key left after forgetting a conversation.
 """
 
 from __future__ import annotations

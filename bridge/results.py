@@ -68,6 +68,17 @@ class OutboxEntry(NamedTuple):
     after_claim: bool = False
 
 
+class Forgotten(NamedTuple):
+    """What Store.forget removed for one conversation."""
+
+    keys: int  # conversation hash, history, lines, outboxes, leases
+    history_entries: int
+    slack_entries: int  # not yet posted
+    reply_entries: int  # not yet relayed
+    dead_letters: int
+    thread_mappings: int
+
+
 class Commit(NamedTuple):
     """`held`: the lease was still ours (False: stop, another worker has the conversation).
     `pending`: entries left in the lane. `released`: none were, and the conversation was handed back.

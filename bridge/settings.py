@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     bridge_data_dir: Path = Path(".bridge-data")
     bridge_log_level: str = "info"
     bridge_metrics_token: SecretStr | None = None
+    bridge_admin_token: SecretStr | None = None  # enables /admin/... (Bearer); unset: they answer 404
     bridge_instance: str | None = None
     bridge_body_timeout_s: float = Field(BODY_TIMEOUT_S, gt=0)  # a request body's time to arrive, else 408
 
@@ -112,6 +113,7 @@ class AppConfig:
             s.slack_app_token,
             s.bridge_reply_secret,
             s.bridge_metrics_token,
+            s.bridge_admin_token,
             s.smartly_webhook_key,
         ):
             if secret is not None and secret.get_secret_value():

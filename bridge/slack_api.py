@@ -337,6 +337,24 @@ class SlackApi:
         data = await self._call("chat.getPermalink", channel=channel, message_ts=ts)
         return str(data.get("permalink", ""))
 
+    async def thread_messages(self, channel: str, ts: str) -> list[dict[str, Any]]:
+        """Every message of the thread rooted at `ts`, root first (conversations.replies, all pages)."""
+        messages: list[dict[str, Any]] = []
+        cursor = ""
+        while True:
+            args: dict[str, Any] = {"channel": channel, "ts": ts, "limit": 200}
+            if cursor:
+                args["cursor"] = cursor
+            data = await self._call("conversations.replies", **args)
+            messages += data.get("messages") or []
+            cursor = (data.get("response_metadata") or {}).get("next_cursor") or ""
+            if not cursor or not data.get("has_more"):
+                return messages
+
+    async def delete(self, channel: str, ts: str) -> None:
+        """chat.delete: a bot token deletes the bot's own messages only (cant_delete_message)."""
+        await self._call("chat.delete", channel=channel, ts=ts)
+
     async def user_name(self, user_id: str) -> str | None:
         try:
             data = await self._call("users.info", user=user_id)

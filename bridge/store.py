@@ -38,6 +38,7 @@ from .keys import (
     conversation_keys,
     rate_key,
     record_keys,
+    thread_in,
     thread_key,
     user_key,
 )
@@ -45,6 +46,7 @@ from .results import (
     Commit,
     DeadLetter,
     Fetched,
+    Forgotten,
     RecordResult,
     as_text,
     flag,
@@ -143,6 +145,7 @@ class Store:
             "resolve_handover",
             "place_handover",
             "leave_channel",
+            "forget",
         ):
             self._scripts[name] = redis.register_script(_script_source(name))
 
@@ -636,6 +639,38 @@ class Store:
                 [letter.id, letter.cid, letter.lane, now_ms],
             )
         )
+
+    # -- privacy ---------------------------------------------------------------------------------------
+
+    async def forget(self, cid: str) -> Forgotten:
+        """Delete everything Redis holds for one conversation (forget.lua), then its thread mappings."""
+        k = self.keys(cid)
+        keys = [k.conv, k.hist, k.lines, k.out(SLACK), k.out(REPLY), k.ready(SLACK), k.ready(REPLY)]
+        keys += [k.open, k.stats, k.lease(SLACK), k.lease(REPLY), k.dead]
+        deleted, hist, slack, reply, dead, *threads = await self._eval("forget", keys, [cid])
+        mappings = 0
+        for thread in threads:
+            channel, _, ts = as_text(thread).partition(" ")
+            mappings += int(await self.redis.delete(thread_key(channel, ts)))
+        return Forgotten(int(deleted), int(hist), int(slack), int(reply), int(dead), mappings)
+
+    async def threads_of(self, cid: str) -> list[tuple[str, str]]:
+        """(channel, ts) of every root posted for this conversation (its `t:<hid>` fields)."""
+        conv = await self.conversation(cid)
+        return [thread for field in conv if field.startswith("t:") if (thread := thread_in(conv, field[2:]))]
+
+    async def pending_of(self, cid: str) -> int:
+        """Entries of this conversation still to deliver, both lanes."""
+        k = self.keys(cid)
+        return sum([int(await self.redis.xlen(k.out(lane))) for lane in LANES])
+
+    async def keys_named_after(self, cid: str) -> list[str]:
+        """Keys of the conversation's partition whose name ends with its id (a full SCAN: for admin
+        commands and tests only; standalone Redis only, [] in a cluster)."""
+        if isinstance(self.redis, RedisCluster):
+            return []
+        pattern = f"{self.keys(cid).tag}*:{cid}"
+        return [as_text(key) async for key in self.redis.scan_iter(match=pattern, count=1000)]
 
 
 def body_digest(body: bytes) -> str:

@@ -154,6 +154,7 @@ class SlackMessage:
     reply_broadcast: bool = False
     params: dict[str, Any] = field(default_factory=dict)  # the raw chat.postMessage params
     edits: list[dict[str, Any]] = field(default_factory=list)  # chat.update params, in order
+    subtype: str | None = None  # "tombstone": a deleted root whose replies remain (chat.delete)
 
     @property
     def is_root(self) -> bool:
@@ -172,6 +173,8 @@ class SlackMessage:
             msg["metadata"] = self.metadata
         if self.edits:
             msg["edited"] = {"user": self.user, "ts": self.edits[-1]["_edited_ts"]}
+        if self.subtype:
+            msg["subtype"] = self.subtype
         if not self.is_root:
             msg["thread_ts"] = self.thread_ts
             msg["parent_user_id"] = parent_user or BOT_USER_ID
@@ -336,6 +339,7 @@ class FakeSlack(HttpFake):
         self.channels: dict[str, list[SlackMessage]] = {}
         self.ephemerals: list[dict[str, Any]] = []
         self._reset_conversations()
+        self.deleted: list[tuple[str, str]] = []  # (channel, ts) of chat.delete calls that succeeded
         self.rate_violations = 0
         self.rate_violations_by_channel: dict[str, int] = {}
         self._last_ts = (0, 0)
@@ -428,6 +432,7 @@ class FakeSlack(HttpFake):
                 fields=fields,
             )
         )
+        self.deleted.clear()
 
     def rate_limit_for(
         self, seconds: float, retry_after: int = 1, *, methods: Iterable[str] | None = None
@@ -780,6 +785,30 @@ class FakeSlack(HttpFake):
         msg.edits.append({**params, "_edited_ts": self._next_ts(), "_at": now})
         return {"ok": True, "channel": channel, "ts": msg.ts, "text": msg.text, "message": self._api(msg)}
 
+    def _chat_delete(self, params: dict[str, Any], now: float) -> dict[str, Any]:
+        """As Slack: a bot token deletes only its own messages; a root whose thread has replies left
+        becomes a tombstone ("This message was deleted."), as conversations.replies then shows it."""
+        channel = str(params.get("channel") or "")
+        if not channel:
+            return {"ok": False, "error": "channel_not_found"}
+        msg = self.message(channel, str(params.get("ts") or ""))
+        if msg is None or msg.subtype == "tombstone":
+            return {"ok": False, "error": "message_not_found"}
+        if msg.bot_id != BOT_ID:
+            return {"ok": False, "error": "cant_delete_message"}
+        if msg.is_root and self.replies(channel, msg.ts):
+            msg.text, msg.blocks, msg.metadata, msg.subtype = (
+                "This message was deleted.",
+                None,
+                None,
+                "tombstone",
+            )
+            msg.user, msg.bot_id = "USLACKBOT", None
+        else:
+            self.channels[channel].remove(msg)
+        self.deleted.append((channel, msg.ts))
+        return {"ok": True, "channel": channel, "ts": msg.ts}
+
     def _page(
         self, items: list[dict[str, Any]], params: dict[str, Any], default_limit: int
     ) -> dict[str, Any]:
@@ -931,6 +960,7 @@ class FakeSlack(HttpFake):
         "auth.test": _auth_test,
         "chat.postMessage": _chat_post_message,
         "chat.update": _chat_update,
+        "chat.delete": _chat_delete,
         "chat.postEphemeral": _chat_post_ephemeral,
         "chat.getPermalink": _chat_get_permalink,
         "conversations.replies": _conversations_replies,
