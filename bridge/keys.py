@@ -21,6 +21,7 @@ lives in a slot of its own: it runs on standalone Redis only, see Store.begin_po
   bridge:thread:<channel>:<ts>  string  Slack thread → cid, for agent replies and buttons
   bridge:rate:{<channel>}       hash    token bucket pacing posts to one channel, shared by replicas
   bridge:user:<slack user id>   string  cached users.info display name
+  bridge:usergroup:<S…>         string  members of a slack.agents user group (JSON), 10 min
   bridge:meta                   hash    partition count, checked at start so it never changes silently
   bridge:{chan}:placed          hash    cid → "<channel> <hid>": the channel each open handover's thread is in
   bridge:{chan}:open:<channel>  zset    cids of the handovers open in that channel, scored by placement ms
@@ -139,6 +140,10 @@ def rate_key(channel: str) -> str:
 
 def user_key(user_id: str) -> str:
     return f"{PREFIX}user:{user_id}"
+
+
+def usergroup_key(group: str) -> str:
+    return f"{PREFIX}usergroup:{group}"
 
 
 META_KEY = f"{PREFIX}meta"

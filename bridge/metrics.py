@@ -60,6 +60,12 @@ class Metrics:
             ["kind", "outcome"],
             registry=r,
         )
+        self.slack_channel_usable = Gauge(
+            "bridge_slack_channel_usable",
+            "1 when the bot can post in a configured channel (conversations.info), 0 when not",
+            ["channel"],
+            registry=r,
+        )
         self.redis_errors = Counter(
             "bridge_redis_errors_total", "Redis commands that failed", ["where"], registry=r
         )

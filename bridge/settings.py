@@ -85,6 +85,10 @@ class AppConfig:
         """SLACK_CHANNEL wins over the file's default channel (which a hot reload may change)."""
         return self.env_pool or file.slack.default_channel or ()
 
+    def channels_in(self, file: FileConfig) -> list[str]:
+        """Every channel the bridge may post to under `file`: the default (SLACK_CHANNEL wins) first."""
+        return list(dict.fromkeys((*self.default_pool_in(file), *file.channel_ids())))
+
     @cached_property
     def webhook_keys(self) -> tuple[bytes, ...]:
         """Parsed once: checked on every webhook."""

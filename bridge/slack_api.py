@@ -168,6 +168,8 @@ class SlackFailure(DeliveryFailure):
 class Identity:
     user_id: str
     bot_id: str
+    team_id: str = ""  # the bridge's workspace: a user of another (Slack Connect) never acts
+    name: str = ""  # the bot user's name, as agents /invite it
 
 
 class SlackApi:
@@ -272,7 +274,39 @@ class SlackApi:
 
     async def identity(self) -> Identity:
         data = await self._call("auth.test")
-        return Identity(user_id=str(data.get("user_id", "")), bot_id=str(data.get("bot_id", "")))
+        return Identity(
+            user_id=str(data.get("user_id", "")),
+            bot_id=str(data.get("bot_id", "")),
+            team_id=str(data.get("team_id", "")),
+            name=str(data.get("user", "")),
+        )
+
+    async def channel_info(self, channel: str) -> dict[str, Any]:
+        """conversations.info's `channel` object (is_archived, is_member...)."""
+        data = await self._call("conversations.info", channel=channel)
+        info = data.get("channel")
+        return info if isinstance(info, dict) else {}
+
+    async def usergroup_members(self, group: str) -> list[str]:
+        data = await self._call("usergroups.users.list", usergroup=group)
+        return [str(u) for u in data.get("users") or [] if isinstance(u, str)]
+
+    async def post_ephemeral(
+        self,
+        channel: str,
+        user: str,
+        text: str,
+        *,
+        thread_ts: str = "",
+        blocks: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """A message only `user` sees (not stored by Slack: best effort)."""
+        args: dict[str, Any] = {"channel": channel, "user": user, "text": text}
+        if thread_ts:
+            args["thread_ts"] = thread_ts
+        if blocks:
+            args["blocks"] = blocks
+        await self._call("chat.postEphemeral", **args)
 
     async def post(
         self,

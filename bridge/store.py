@@ -41,6 +41,7 @@ from .keys import (
     thread_in,
     thread_key,
     user_key,
+    usergroup_key,
 )
 from .results import (
     Commit,
@@ -435,14 +436,23 @@ class Store:
         return int(status), int(first_after)
 
     async def claim_handover(
-        self, cid: str, *, thread_ts: str, agent_id: str, agent_name: str, now_ms: int, replies: bool
+        self,
+        cid: str,
+        *,
+        thread_ts: str,
+        agent_id: str,
+        agent_name: str,
+        now_ms: int,
+        replies: bool,
+        take_over: bool = False,
     ) -> int:
+        """1 claimed, 0 already this agent's, -1 not open, -2 another agent's (see claim_handover.lua)."""
         k = self.keys(cid)
         return int(
             await self._eval(
                 "claim_handover",
                 k.handover_keys(),
-                [now_ms, cid, thread_ts, agent_id, agent_name, flag(replies)],
+                [now_ms, cid, thread_ts, agent_id, agent_name, flag(replies), flag(take_over)],
             )
         )
 
@@ -569,6 +579,14 @@ class Store:
 
     async def history(self, cid: str) -> list[dict[str, Any]]:
         return [orjson.loads(e) for e in await self.redis.lrange(self.keys(cid).hist, 0, -1)]
+
+    async def cached_usergroup(self, group: str) -> list[str] | None:
+        """Members of a user group as last fetched by any replica (None: not cached or expired)."""
+        value = await self.redis.get(usergroup_key(group))
+        return [str(u) for u in orjson.loads(value)] if value is not None else None
+
+    async def cache_usergroup(self, group: str, members: list[str], ttl_s: int) -> None:
+        await self.redis.set(usergroup_key(group), orjson.dumps(members), ex=ttl_s)
 
     async def cached_user_name(self, user_id: str) -> str | None:
         value = await self.redis.get(user_key(user_id))

@@ -317,9 +317,16 @@ def test_channel_ids_that_cannot_be_slack_ids(channel: str) -> None:
     assert "is not a Slack channel ID" in problem.message
 
 
-@pytest.mark.parametrize("channel", ["C0A", "G0123ABCD", "D0123ABCD", "C0123FRENCH"])
+@pytest.mark.parametrize("channel", ["C0A", "G0123ABCD", "C0123FRENCH"])
 def test_channel_ids_accepted(channel: str) -> None:
     assert parse_config(f"slack:\n  default_channel: {channel}\n").slack.default_channel == (channel,)
+
+
+def test_direct_message_ids_are_refused() -> None:
+    """Issue 14 item 4: replies in a DM would need other events and scopes; the bridge never reads them."""
+    problem = only_problem("slack:\n  default_channel: D0123ABCD\n")
+    assert (problem.line, problem.where) == (2, "slack.default_channel")
+    assert "is a direct message" in problem.message and "/invite" in problem.hint
 
 
 def test_channels_are_checked_everywhere() -> None:

@@ -22,6 +22,7 @@ from ..matching import compile_glob
 from ..privacy.redact import BUILTINS, Redactor
 from .values import (
     _ONCE_HINT,
+    AgentId,
     ChannelPool,
     DayHours,
     DayRange,
@@ -240,6 +241,9 @@ def _check_root_field(name: str) -> str:
 
 class SlackSection(Section):
     default_channel: ChannelPool | None = None
+    # Who may Claim, Resolve and be relayed (None: anyone of the bridge's workspace): U…/W… users
+    # and S… user groups (expanded with usergroups.users.list, see agents.py).
+    agents: Annotated[list[AgentId], BeforeValidator(_one_or_many), AfterValidator(_non_empty)] | None = None
     # What the root message shows (None: every field); a privacy choice, see privacy.redact too.
     root_fields: (
         Annotated[list[Annotated[str, AfterValidator(_check_root_field)]], BeforeValidator(_one_or_many)]
@@ -348,3 +352,14 @@ class FileConfig(Section):
     redis: RedisSection = RedisSection()
     replies: RepliesSection = RepliesSection()
     privacy: PrivacySection = PrivacySection()
+
+    def channel_ids(self) -> list[str]:
+        """Every channel this file names (default, routes, outside-hours), in order, each once: what
+        the start-up check (channel_check.py) verifies. Add any new place a channel is configured here."""
+        hours = [self.business_hours, *(route.business_hours for route in self.routes)]
+        pools = [
+            self.slack.default_channel,
+            *(route.channel for route in self.routes),
+            *(h.outside_hours.channel for h in hours if h is not None),
+        ]
+        return list(dict.fromkeys(channel for pool in pools if pool for channel in pool))

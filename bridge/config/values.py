@@ -79,7 +79,9 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 # --- small value types ---------------------------------------------------------------------------
 
-_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
+_CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{2,}$")
+_DM_CHANNEL_ID = re.compile(r"^D[A-Z0-9]{2,}$")
+_AGENT_ID = re.compile(r"^[UWS][A-Z0-9]{2,}$")
 _MENTION = re.compile(r"^\s*(?:<[!@][^<>\s]+>\s*)+$")
 
 
@@ -101,10 +103,17 @@ def _kind_of(value: Any) -> str:
 
 
 def _check_channel(value: str) -> str:
+    if _DM_CHANNEL_ID.match(value):
+        # Replies in a DM would need other events and scopes (message.im, im:history): never read.
+        raise Invalid(
+            f"{value!r} is a direct message, not a channel",
+            "handover threads need a channel (C…) or private channel (G…): create one, "
+            "invite the app with /invite, and use its ID",
+        )
     if not _CHANNEL_ID.match(value):
         raise Invalid(
             f"{value!r} is not a Slack channel ID",
-            "use the channel ID (C…, G… or D… in capitals and digits, shown at the bottom of the "
+            "use the channel ID (C… or G… in capitals and digits, shown at the bottom of the "
             "channel's details in Slack), not its #name",
         )
     return value
@@ -129,6 +138,16 @@ def _check_pool(channels: tuple[str, ...]) -> tuple[str, ...]:
             raise Invalid(f"{channel!r} is listed twice in the pool", "list each channel once")
         seen.add(channel)
     return channels
+
+
+def _check_agent(value: str) -> str:
+    if not _AGENT_ID.match(value):
+        raise Invalid(
+            f"{value!r} is not a Slack user or user group ID",
+            "list user IDs (U… or W…, from the user's profile: ⋮ > Copy member ID) and user group "
+            "IDs (S…), not names",
+        )
+    return value
 
 
 def _check_mention(value: str) -> str:
@@ -235,6 +254,9 @@ def _check_timezone(name: str) -> str:
 ChannelId = Annotated[str, AfterValidator(_check_channel)]
 # One channel ID or a list of them: a new handover goes to the pool's least loaded channel.
 ChannelPool = Annotated[tuple[ChannelId, ...], BeforeValidator(_one_or_many), AfterValidator(_check_pool)]
+
+
+AgentId = Annotated[str, AfterValidator(_check_agent)]
 Mention = Annotated[str, AfterValidator(_check_mention)]
 Glob = Annotated[str, AfterValidator(_check_glob)]
 Globs = Annotated[list[Glob], BeforeValidator(_one_or_many), AfterValidator(_non_empty)]
