@@ -19,6 +19,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from .admin_web import add_admin_routes
+from .agents import AgentDirectory
 from .cli_redis import URL_FILE
 from .delivery import Deliverer, DeliveryContext, Lane, ReplyLane, SlackLane
 from .embedded import EmbeddedValkey
@@ -27,12 +28,14 @@ from .health import AUTH_RETRY_S
 from .http_server import serve_app
 from .keys import REPLY, SLACK
 from .metrics import Metrics
+from .notices import Notifier
 from .reload import ConfigHolder
 from .replies import ReplySender
 from .runtime import BRIDGE, Bridge
 from .settings import AppConfig
 from .slack_api import SlackApi, SlackFailure
 from .slack_events import SlackEvents
+from .slack_upkeep import slack_upkeep
 from .socket_mode import socket_mode_ctx
 from .store import STORE_DEADLINE_S, STORE_ERRORS, STORE_OR_SOCKET_ERRORS, AnyRedis, Store, close_quietly
 from .web import BodySignatureVerifier, add_routes
@@ -194,6 +197,8 @@ def _bridge_ctx(app_config: AppConfig):
             metrics=metrics,
             wake=deliverer.wake,
             replies_enabled=app_config.replies_enabled,
+            agents=AgentDirectory(slack, store, lambda: holder.current),
+            notifier=Notifier(slack),
         )
         app[BRIDGE] = bridge
         identity_task = asyncio.create_task(_fetch_identity(bridge))
@@ -211,6 +216,8 @@ def _bridge_ctx(app_config: AppConfig):
             identity_task.cancel()
             grace = holder.current.delivery.shutdown_grace_s
             await deliverer.stop(grace)
+            if bridge.slack_events.notifier:
+                await bridge.slack_events.notifier.drain()
             log.info("bridge_stopped")
 
     return ctx
@@ -246,6 +253,8 @@ def _upkeep_ctx(handle_signals: bool):
             asyncio.create_task(_resolve_idle_forever(bridge, stop)),
             asyncio.create_task(bridge.holder.watch()),
         ]
+        if bridge.slack_events.agents:
+            tasks.append(asyncio.create_task(slack_upkeep(bridge, bridge.slack_events.agents, stop)))
         loop = asyncio.get_running_loop()
         if handle_signals:
             loop.add_signal_handler(signal.SIGHUP, bridge.holder.reload)

@@ -13,16 +13,19 @@ from typing import Any
 
 import structlog
 
+from .agents import AgentDirectory
 from .config import FileConfig
 from .delivery import iso
 from .keys import REPLY, SLACK
 from .metrics import Metrics
+from .notices import CLICK, NOT_RELAYED, TAKE_OVER_ACTION, Notifier, taken_blocks
 from .slack_api import Identity
 from .slack_format import CLAIM_ACTION, RESOLVE_ACTION
 from .slack_payloads import (
     Envelope,
     EventHead,
     Interaction,
+    InteractionUser,
     MessageEvent,
     PayloadError,
     parse,
@@ -33,7 +36,7 @@ from .store import Store
 log = structlog.get_logger("bridge.slack_events")
 
 # Human message subtypes that still are a reply to relay; every other subtype (edits, deletions,
-# joins, bot messages...) is ignored.
+# joins, bot messages...) is ignored (and its author told why, see notices.NOT_RELAYED).
 RELAYED_SUBTYPES = frozenset({"thread_broadcast", "file_share"})
 EVENT_DEDUPE_MS = 24 * 3600 * 1000
 
@@ -46,6 +49,8 @@ class SlackEvents:
     metrics: Metrics
     wake: Callable[[str, int], None]
     replies_enabled: bool
+    agents: AgentDirectory | None = None  # None: anyone may act (tests of the transport alone)
+    notifier: Notifier | None = None  # None: nobody is told why
 
     def _ignore(self, kind: str, reason: str, **fields: Any) -> None:
         self.metrics.slack_events.labels(kind, f"ignored_{reason}").inc()
@@ -62,6 +67,8 @@ class SlackEvents:
             envelope = parse(Envelope, body)
             if envelope.type == "url_verification":
                 return {"challenge": envelope.challenge}
+            if envelope.type == "app_rate_limited":
+                return self._rate_limited(envelope)
             if envelope.type != "event_callback":
                 self._ignore("envelope", "type", type=envelope.type)
                 return None
@@ -75,23 +82,34 @@ class SlackEvents:
         await self._on_message(event, envelope.event_id)
         return None
 
+    def _rate_limited(self, envelope: Envelope) -> None:
+        """Slack drops this app's events for the rest of the minute: replies in threads are being lost."""
+        self.metrics.slack_events.labels("app_rate_limited", "received").inc()
+        log.error(
+            "slack_app_rate_limited",
+            team_id=envelope.team_id,
+            minute_rate_limited=envelope.minute_rate_limited,
+            effect="Slack sends no events to the bridge until the minute ends: agents' replies are lost",
+        )
+
     async def _on_message(self, event: MessageEvent, event_id: str) -> None:
+        if event.subtype == "message_changed":
+            return await self._on_edit(event)
         channel, thread_ts, ts, user = event.channel, event.thread_ts or "", event.ts or "", event.user
         me = self.identity()
         fields = {"channel": channel, "thread_ts": thread_ts}
-        if event.subtype and event.subtype not in RELAYED_SUBTYPES:
-            return self._ignore("message", "subtype", subtype=event.subtype, **fields)
         if event.bot_id or event.bot_profile or not user:
-            return self._ignore("message", "bot", **fields)
+            return self._ignore("message", "bot", subtype=event.subtype or "", **fields)
         if me and (user == me.user_id or event.bot_id == me.bot_id):
             return self._ignore("message", "self", **fields)
         if not thread_ts or thread_ts == ts:
             return self._ignore("message", "not_in_thread", **fields)
         text = event.text
-        if not text.strip():  # e.g. a file shared without a comment: nothing the user could read
-            return self._ignore("message", "empty", **fields)
         if self._is_private(text):
             return self._ignore("message", "private_note", **fields)
+        reason = self._not_relayed_reason(event)
+        if reason:
+            return await self._not_relayed(reason, channel, thread_ts, user, subtype=event.subtype or "")
         if not self.replies_enabled:
             # No reply endpoint: nobody could receive it, and a queued entry would never drain.
             return self._ignore("message", "no_reply_endpoint", **fields)
@@ -116,7 +134,7 @@ class SlackEvents:
             claim_on_reply=True,
         )
         if status < 0:
-            return self._ignore("message", "handover_closed", cid=cid, **fields)
+            return await self._not_relayed("handover_closed", channel, thread_ts, user, cid=cid)
         if status == 0:
             return self._ignore("message", "duplicate", cid=cid, **fields)
         if first_after_ms > 0:
@@ -126,49 +144,103 @@ class SlackEvents:
         self._wake(cid)
         return None
 
+    def _not_relayed_reason(self, event: MessageEvent) -> str | None:
+        """Why a human's thread reply is not for the user (told to them: notices.NOT_RELAYED)."""
+        if event.subtype and event.subtype not in RELAYED_SUBTYPES:
+            return "subtype"
+        refusal = self._refusal(event.user, event.author_team)
+        if refusal:
+            return refusal
+        if not event.text.strip():  # e.g. a file shared without a comment: nothing the user could read
+            return "empty"
+        return None
+
+    def _refusal(self, user: str, team: str) -> str | None:
+        me = self.identity()
+        return self.agents.refusal(user, team, me.team_id if me else "") if self.agents else None
+
+    async def _on_edit(self, event: MessageEvent) -> None:
+        """message_changed: an agent edited a reply the user already has (or Slack unfurled a link,
+        which has no `edited` and is no news to anyone)."""
+        edited = event.message
+        me = self.identity()
+        fields = {"channel": event.channel, "thread_ts": (edited.thread_ts if edited else "") or ""}
+        if edited is None or edited.edited is None or not edited.user or edited.bot_id:
+            return self._ignore("message", "subtype", subtype="message_changed", **fields)
+        if me and edited.user == me.user_id:
+            return self._ignore("message", "self", **fields)
+        if not edited.thread_ts or edited.thread_ts == edited.ts or self._is_private(edited.text):
+            return self._ignore("message", "subtype", subtype="message_changed", **fields)
+        await self._not_relayed("edit", event.channel, edited.thread_ts, edited.user)
+
+    async def _not_relayed(self, reason: str, channel: str, thread_ts: str, user: str, **fields: Any) -> None:
+        """Log it; in a handover thread, tell the author why (explanations live in notices.py)."""
+        self._ignore("message", reason, channel=channel, thread_ts=thread_ts, **fields)
+        text = NOT_RELAYED.get(reason)
+        if not (text and self.notifier and user):
+            return
+        if "cid" in fields or await self.store.thread_conversation(channel, thread_ts) is not None:
+            self.notifier.tell(channel, user, text, thread_ts=thread_ts)
+
     def _wake(self, cid: str) -> None:
         partition = self.store.partition_of(cid)
         self.wake(SLACK, partition)
         self.wake(REPLY, partition)
 
     async def on_interaction(self, body: dict[str, Any]) -> None:
-        """Block Kit button clicks on a root message: Claim and Resolve.
-        Raises PayloadError for a payload of the wrong shape (the HTTP endpoint answers 400)."""
+        """Block Kit button clicks: Claim and Resolve on a root, Take it over on the ephemeral a Claim
+        on someone else's handover answers with. Raises PayloadError for a payload of the wrong shape
+        (the HTTP endpoint answers 400)."""
         payload = parse(Interaction, body)
         if payload.type != "block_actions":
             return self._ignore("interaction", "type", type=payload.type)
-        agent_id = payload.user.id
-        agent_name = payload.user.name or payload.user.username
-        channel, root_ts = payload.channel_id, payload.message_ts
         for action in payload.actions:
-            action_id = action.action_id
-            if action_id not in (CLAIM_ACTION, RESOLVE_ACTION):
-                self._ignore("interaction", "action", action_id=action_id)
-                continue
-            cid = await self.store.thread_conversation(channel, root_ts)
-            if cid is None:
-                self._ignore("interaction", "unknown_thread", channel=channel, thread_ts=root_ts)
-                continue
-            change = self.store.claim_handover if action_id == CLAIM_ACTION else self.store.resolve_handover
-            status = await change(
-                cid,
-                thread_ts=root_ts,
-                agent_id=agent_id,
-                agent_name=agent_name,
-                now_ms=int(time.time() * 1000),
-                replies=self.replies_enabled,
-            )
-            outcome = "done" if status > 0 else ("unchanged" if status == 0 else "not_open")
-            self.metrics.slack_events.labels(action_id, outcome).inc()
-            log.info(
-                "handover_action",
-                action=action_id,
-                outcome=outcome,
-                cid=cid,
-                agent=agent_id,
-                channel=channel,
-                thread_ts=root_ts,
-            )
-            if status > 0:
-                self._wake(cid)
+            if action.action_id == TAKE_OVER_ACTION:  # clicked on the ephemeral: the root is in the value
+                await self._act(action.action_id, payload.user, payload.channel_id, action.value)
+            elif action.action_id in (CLAIM_ACTION, RESOLVE_ACTION):
+                await self._act(action.action_id, payload.user, payload.channel_id, payload.message_ts)
+            else:
+                self._ignore("interaction", "action", action_id=action.action_id)
+
+    async def _act(self, action_id: str, user: InteractionUser, channel: str, root_ts: str) -> None:
+        cid = await self.store.thread_conversation(channel, root_ts)
+        if cid is None:
+            return self._ignore("interaction", "unknown_thread", channel=channel, thread_ts=root_ts)
+        refusal = self._refusal(user.id, user.team_id)
+        status = -3 if refusal else await self._change(action_id, cid, user, root_ts)
+        outcome = refusal or _OUTCOMES[status]
+        self.metrics.slack_events.labels(action_id, outcome).inc()
+        log.info(
+            "handover_action",
+            action=action_id,
+            outcome=outcome,
+            cid=cid,
+            agent=user.id,
+            channel=channel,
+            thread_ts=root_ts,
+        )
+        if status > 0:
+            self._wake(cid)
+        elif status == -2 and self.notifier:
+            holder = (await self.store.conversation(cid)).get("agent_id", "")
+            text, blocks = taken_blocks(holder, root_ts)
+            self.notifier.tell(channel, user.id, text, blocks=blocks)
+        elif self.notifier and outcome in CLICK:
+            self.notifier.tell(channel, user.id, CLICK[outcome])
         return None
+
+    async def _change(self, action_id: str, cid: str, user: InteractionUser, root_ts: str) -> int:
+        common: dict[str, Any] = {
+            "thread_ts": root_ts,
+            "agent_id": user.id,
+            "agent_name": user.name or user.username,
+            "now_ms": int(time.time() * 1000),
+            "replies": self.replies_enabled,
+        }
+        if action_id == RESOLVE_ACTION:
+            return await self.store.resolve_handover(cid, **common)
+        return await self.store.claim_handover(cid, take_over=action_id == TAKE_OVER_ACTION, **common)
+
+
+# Store answers of claim/resolve -> outcome label (-2: another agent has it, see claim_handover.lua).
+_OUTCOMES = {1: "done", 0: "unchanged", -1: "not_open", -2: "taken"}

@@ -41,6 +41,9 @@ class EditedMessage(_Model):
     user: SlackId = ""
     ts: SlackTs | None = None
     thread_ts: SlackTs | None = None
+    text: str = ""
+    bot_id: SlackId | None = None
+    edited: dict[str, Any] | None = None  # present on a real edit, absent on an unfurl
 
 
 class MessageEvent(_Model):

@@ -577,16 +577,17 @@ async def test_first_reply_auto_claims_and_the_owner_hears_the_claim_first(
     assert "Claimed by <@UAGENT01>" in root.edits[0]["text"] and "Resolved — by <@UAGENT01>" in root.text
 
 
-async def test_claim_by_another_agent_takes_over(
+async def test_claim_by_another_agent_does_not_take_over_silently(
     make_bridge: Any, fake_slack: FakeSlack, fake_reply: FakeReply
 ) -> None:
+    """Issue 14 item 5: the second agent is offered a take-over instead (tests/test_slack_agents.py)."""
     bridge = await make_bridge()
     root_ts = await open_handover(bridge, fake_slack, fake_reply)
     await click(bridge, root_ts, "handover_claim", user=ALICE)
     await click(bridge, root_ts, "handover_claim", user=BOB)
-    await wait_until(lambda: len(of_type(fake_reply, "handover_claimed")) == 2)
-    assert [b["agent"]["name"] for b in of_type(fake_reply, "handover_claimed")] == ["Alice", "Bob Dupont"]
-    await wait_until(lambda: "Claimed by <@UAGENT02>" in root_text(fake_slack, root_ts))
+    await wait_until(lambda: any(e["user"] == BOB for e in fake_slack.ephemerals))
+    assert [b["agent"]["name"] for b in of_type(fake_reply, "handover_claimed")] == ["Alice"]
+    await wait_until(lambda: "Claimed by <@UAGENT01>" in root_text(fake_slack, root_ts))
 
 
 async def test_idle_handover_resolves_itself_and_the_next_escalation_opens_a_new_thread(
