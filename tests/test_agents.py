@@ -586,6 +586,7 @@ async def test_claim_by_another_agent_does_not_take_over_silently(
     await click(bridge, root_ts, "handover_claim", user=ALICE)
     await click(bridge, root_ts, "handover_claim", user=BOB)
     await wait_until(lambda: any(e["user"] == BOB for e in fake_slack.ephemerals))
+    await wait_until(lambda: len(of_type(fake_reply, "handover_claimed")) == 1)
     assert [b["agent"]["name"] for b in of_type(fake_reply, "handover_claimed")] == ["Alice"]
     await wait_until(lambda: "Claimed by <@UAGENT01>" in root_text(fake_slack, root_ts))
 

@@ -62,6 +62,7 @@ async def test_claim_on_a_claimed_handover_offers_a_take_over(
     assert offer["channel"] == CHANNEL and f"<@{ALICE}> is already handling" in offer["text"]
     button = offer["blocks"][1]["elements"][0]
     assert (button["action_id"], button["value"]) == (TAKE_OVER_ACTION, root_ts)
+    await wait_until(lambda: len(of_type(fake_reply, "handover_claimed")) == 1)
     assert [b["agent"]["slack_user_id"] for b in of_type(fake_reply, "handover_claimed")] == [ALICE]
     assert "Claimed by <@UAGENT01>" in root_text(fake_slack, root_ts)  # not taken silently
 
