@@ -113,7 +113,7 @@ def spawn_fake_slack(log_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     goes on meanwhile; wait_fake_slack() returns once it answers."""
     port = free_port()
     proc = spawn(
-        [sys.executable, "-m", "bench.fake_slack_server", "--port", str(port)],
+        [sys.executable, "-m", "bench.fake_slack_server", "--port", str(port), "--quiet"],
         env={},
         log_dir=log_dir,
         name="fake_slack",
