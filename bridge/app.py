@@ -24,7 +24,7 @@ from .cli_redis import URL_FILE
 from .delivery import Deliverer, DeliveryContext, Lane, ReplyLane, SlackLane
 from .embedded import EmbeddedValkey
 from .handover import Handover
-from .health import AUTH_RETRY_S
+from .health import AUTH_RETRY_S, SlackHealth
 from .http_server import serve_app
 from .keys import REPLY, SLACK
 from .metrics import Metrics
@@ -159,7 +159,8 @@ def _bridge_ctx(app_config: AppConfig):
         slack_timeout_s = min(10.0, app_config.file.delivery.lease_s / 2)
         slack = SlackApi.create(token, settings.slack_api_url, app[HTTP], metrics, timeout_s=slack_timeout_s)
         delivery_settings = lambda: holder.current.delivery  # noqa: E731
-        ctx = DeliveryContext(store, metrics, delivery_settings, app_config.replies_enabled)
+        slack_health = SlackHealth()  # what delivery, /readyz and metrics know of the token, shared
+        ctx = DeliveryContext(store, metrics, delivery_settings, app_config.replies_enabled, slack_health)
         lanes: list[Lane] = [SlackLane(ctx, slack)]
         if app_config.replies_enabled and settings.bridge_reply_secret:
             sender = ReplySender(
@@ -189,6 +190,7 @@ def _bridge_ctx(app_config: AppConfig):
             deliverer=deliverer,
             slack_events=None,  # type: ignore[arg-type]
             signature_verifier=verifier,
+            slack_health=slack_health,
         )
         bridge.slack_events = SlackEvents(
             store=store,

@@ -109,6 +109,7 @@ async def _outbox(app_config: AppConfig, args: argparse.Namespace) -> int:
                                 "conversation": letter.cid,
                                 "kind": letter.kind,
                                 "reason": letter.reason,
+                                "channel": letter.channel,
                                 "at": at,
                             }
                         ).decode()
@@ -116,7 +117,7 @@ async def _outbox(app_config: AppConfig, args: argparse.Namespace) -> int:
                 else:
                     print(
                         f"{letter.id}  {at}  {letter.lane:5}  {letter.kind:13}  "
-                        f"{letter.reason:20}  {letter.cid}"
+                        f"{letter.reason:20}  {letter.cid}  {letter.channel}"
                     )
             if not args.json:
                 print(f"{len(letters)} dead letter(s)", file=sys.stderr)

@@ -66,6 +66,9 @@ class Metrics:
             ["channel"],
             registry=r,
         )
+        self.slack_auth_ok = Gauge(
+            "bridge_slack_auth_ok", "0 while Slack refuses the bot token (delivery paused)", registry=r
+        )
         self.redis_errors = Counter(
             "bridge_redis_errors_total", "Redis commands that failed", ["where"], registry=r
         )

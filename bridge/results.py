@@ -100,6 +100,7 @@ class DeadLetter:
     kind: str
     at_ms: int
     data: dict[str, Any]
+    channel: str = ""  # where a Slack entry was going ('' for the reply lane, or unknown)
 
 
 def stream_id_key(entry_id: str) -> tuple[int, int]:

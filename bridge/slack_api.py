@@ -182,6 +182,7 @@ class SlackApi:
     ) -> None:
         self.client = client
         self.metrics = metrics
+        self.answered_ok = 0  # calls Slack accepted: proof the token works again (delivery's auth probe)
         self.session = session
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         # Joined as slack-sdk joins them, so both paths reach the same URL for any base_url.
@@ -216,6 +217,7 @@ class SlackApi:
             raise SlackFailure(f"unreachable: {type(e).__name__}") from e
         if status == 200 and data.get("ok") is True:
             self.metrics.slack_requests.labels(method, "ok").inc()
+            self.answered_ok += 1
             return data
         raise self._failure(method, status, headers, data)
 
@@ -338,9 +340,10 @@ class SlackApi:
         await self._call("chat.update", channel=channel, ts=ts, text=text, blocks=blocks)
 
     async def find_marked(
-        self, channel: str, marker_first: str, *, thread_ts: str | None, oldest_s: float
+        self, channel: str, marker: dict[str, str], *, thread_ts: str | None, oldest_s: float
     ) -> str | None:
-        """The ts of a message we posted carrying `marker_first`, if Slack has it."""
+        """The ts of a message we posted carrying exactly `marker` (every field: a stream id alone
+        repeats across conversations, and another conversation's post must never be taken for ours)."""
         if thread_ts:
             data = await self._call(
                 "conversations.replies",
@@ -360,8 +363,9 @@ class SlackApi:
             )
         for message in data.get("messages", []):
             metadata = message.get("metadata") or {}
-            if metadata.get("event_type") == DELIVERY_EVENT_TYPE and (
-                (metadata.get("event_payload") or {}).get("first") == marker_first
+            payload = metadata.get("event_payload") or {}
+            if metadata.get("event_type") == DELIVERY_EVENT_TYPE and all(
+                str(payload.get(name, "")) == value for name, value in marker.items()
             ):
                 return str(message.get("ts"))
         return None

@@ -343,13 +343,16 @@ class Store:
             await self._eval("release", [k.lease(lane), k.out(lane), k.ready(lane)], [worker, cid, due_ms])
         )
 
-    async def bury(self, lane: str, cid: str, ids: Sequence[str], reason: str, now_ms: int) -> int:
+    async def bury(
+        self, lane: str, cid: str, ids: Sequence[str], reason: str, now_ms: int, channel: str = ""
+    ) -> int:
+        """Move entries to the dead letters; `channel`: where they were going (for operators)."""
         k = self.keys(cid)
         return int(
             await self._eval(
                 "bury",
                 [k.out(lane), k.dead, k.stats, k.conv],
-                [lane, cid, reason, now_ms, DEAD_MAXLEN, *ids],
+                [lane, cid, reason, now_ms, DEAD_MAXLEN, channel, *ids],
             )
         )
 
@@ -643,6 +646,7 @@ class Store:
                         kind=f.get("k", ""),
                         at_ms=int(f.get("at") or 0),
                         data=orjson.loads(f["e"]) if f.get("e") else {},
+                        channel=f.get("channel", ""),
                     )
                 )
         letters.sort(key=lambda d: stream_id_key(d.id))  # burial order: "…-10" after "…-9"

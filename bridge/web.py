@@ -253,6 +253,7 @@ async def metrics(request: web.Request) -> web.Response:
         given = request.headers.get("Authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {token.get_secret_value()}".encode()):
             return error(401, "unauthorized")
+    bridge.metrics.slack_auth_ok.set(0 if bridge.slack_health.paused else 1)
     try:
         pending = await bridge.store.pending_counts()
         for lane, count in pending.items():

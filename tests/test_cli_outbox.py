@@ -76,16 +76,19 @@ async def test_dead_root_then_no_thread_lines_replayed_in_order_after_the_fix(
     assert [(d["kind"], d["reason"], d["conversation"], d["lane"]) for d in letters] == (
         [("root", error, cid, "slack")] + [("line", "no_thread", cid, "slack")] * 5
     )
+    assert letters[0]["channel"] == CHANNEL  # where the root was going (the lines had no thread yet)
     assert fake_slack.posts() == []  # one failed attempt for the root, none for the lines
     assert len(fake_slack.calls_to("chat.postMessage")) == 1
     logged = bridge.log_events("dead_letter")
     assert [e["reason"] for e in logged] == [error] + ["no_thread"] * 5
     assert all(e["cid"] == cid and e["level"] == "error" for e in logged)
+    assert logged[0]["channel"] == CHANNEL
     assert await bridge.metric("bridge_dead_letters_total", lane="slack", reason=error) == 1
     assert await bridge.metric("bridge_dead_letters_total", lane="slack", reason="no_thread") == 5
     human = await bridge.cli("outbox", "list-dead")
     assert human.returncode == 0 and "6 dead letter(s)" in human.stderr
     assert len(human.stdout.splitlines()) == 6 and error in human.stdout.splitlines()[0]
+    assert human.stdout.splitlines()[0].endswith(CHANNEL)
 
     # Still broken: a replay dead-letters them again, in the same order, and nothing is lost.
     done = await bridge.cli("outbox", "replay", "--all")

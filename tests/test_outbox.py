@@ -480,9 +480,31 @@ async def test_a_post_found_after_a_crash_is_committed_and_the_conversation_hand
     (entry,) = (await store.fetch(SLACK, cid, 10))[1]
     assert await claim(store, cid, "w1")
     await store.mark_inflight(SLACK, cid, "w1", f"{entry.id} {entry.id} {now_ms()}", lease_ms=LEASE_MS)
-    marker = {"first": entry.id, "last": entry.id, "conversation": cid}
+    marker = {"conversation": cid, "hid": entry.hid, "first": entry.id, "last": entry.id}
     await lane.slack.post(CHANNEL, "the crashed worker's post", thread_ts=root_ts, marker=marker)
     assert await lane.deliver(cid, "w1") == HANDED_BACK
     assert len(fake_slack.calls_to("chat.postMessage")) == 2  # root and that post: found, not posted again
     assert await pending_ids(store, cid) == []
     assert await store.redis.exists(store.keys(cid).lease(SLACK)) == 0
+
+
+async def test_a_root_recovered_after_a_crash_is_never_another_conversations_with_the_same_ids(
+    store: Store, lane: SlackLane, fake_slack: FakeSlack
+) -> None:
+    """Stream ids are unique only within a conversation: two roots written in the same millisecond
+    carry the same id. Recovery must match the conversation and handover too, or agents' replies in
+    the other thread would reach this conversation's customer."""
+    cid = await open_thread(store, "sam", 0)
+    (root,) = (await store.fetch(SLACK, cid, 10))[1]
+    other = conversation_id("skill1", "sue")
+    same_ids = {"hid": root.hid, "first": root.id, "last": root.id}
+    other_ts = await lane.slack.post(CHANNEL, "sue's root", marker={"conversation": other, **same_ids})
+    assert await claim(store, cid, "w1")
+    await store.mark_inflight(SLACK, cid, "w1", f"{root.id} {root.id} {now_ms()}", lease_ms=LEASE_MS)
+
+    assert await lane.deliver(cid, "w1") == HANDED_BACK
+    thread = thread_in(await store.conversation(cid), root.hid)
+    assert thread is not None and thread[1] != other_ts  # not sue's thread: sam's root posted anew
+    assert await store.thread_conversation(CHANNEL, other_ts) is None
+    ours = [p for p in fake_slack.roots(CHANNEL) if p.ts == thread[1]]
+    assert ours and ours[0].metadata["event_payload"] == {"conversation": cid, **same_ids}

@@ -282,6 +282,7 @@ class DeliverySection(Section):
     lease_s: Duration = Field(15.0, alias="lease", ge=0.5)  # Slack calls time out at half of it (max 10s)
     poll_interval_s: Duration = Field(0.5, alias="poll_interval")
     shutdown_grace_s: Duration = Field(10.0, alias="shutdown_grace")
+    unknown_error_attempts: int = Field(5, ge=1, le=1000)  # then an unknown Slack error dead-letters
 
 
 class RedisSection(Section):

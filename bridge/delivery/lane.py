@@ -100,10 +100,11 @@ class Lane:
         log.warning("delivery_lease_lost", lane=self.name, cid=cid, entry=entry)
         return Step.later(now_ms())
 
-    async def retry_later(self, cid: str, reason: str) -> Step:
+    async def retry_later(self, cid: str, reason: str, attempts: int | None = None) -> Step:
         """A transient failure: due again after an exponential backoff (attempts counted in Redis,
-        reset by the next commit)."""
-        attempts = await self.ctx.store.bump_attempts(self.name, cid)
+        reset by the next commit; pass them when already counted)."""
+        if attempts is None:
+            attempts = await self.ctx.store.bump_attempts(self.name, cid)
         delay = self.ctx.backoff_ms(attempts)
         log.warning(
             "delivery_retry", lane=self.name, cid=cid, reason=reason, attempt=attempts, retry_in_ms=delay
@@ -112,7 +113,7 @@ class Lane:
 
     async def bury(self, cid: str, entries: list[OutboxEntry], reason: str, channel: str = "") -> Step:
         """A permanent failure: the entries go to the dead letters and the rest flows on."""
-        moved = await self.ctx.store.bury(self.name, cid, [e.id for e in entries], reason, now_ms())
+        moved = await self.ctx.store.bury(self.name, cid, [e.id for e in entries], reason, now_ms(), channel)
         self.ctx.metrics.dead_letters.labels(self.name, reason).inc(moved)
         log.error(
             "dead_letter",

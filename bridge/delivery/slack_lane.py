@@ -11,6 +11,7 @@ import time
 
 import structlog
 
+from ..health import AUTH_RETRY_S
 from ..keys import SLACK, thread_in
 from ..results import OutboxEntry, stream_id_key
 from ..slack_api import SlackApi, SlackFailure
@@ -35,6 +36,10 @@ class SlackLane(Lane):
     def __init__(self, ctx: DeliveryContext, slack: SlackApi) -> None:
         super().__init__(ctx)
         self.slack = slack
+        # While Slack refuses the token, one step at a time tries again (the probe), every AUTH_RETRY_S.
+        self._next_probe_ms = 0
+        self._probing = False
+        self._auth_failures = 0
 
     async def step(self, cid: str, worker: str, conv: dict[str, str], entries: list[OutboxEntry]) -> Step:
         head = entries[0]
@@ -44,6 +49,10 @@ class SlackLane(Lane):
         job = await self._job(cid, worker, conv, entries, kind)
         if job is None:  # the root of this handover was never posted (dead-lettered): nowhere to post
             return await self.bury(cid, [head], "no_thread")
+        paused = self._auth_gate()
+        if paused is not None:
+            return paused
+        probe = (self._probing, self.slack.answered_ok, self._auth_failures)
         try:
             if kind.marked:
                 settled = await self._settle_inflight(job)
@@ -52,6 +61,9 @@ class SlackLane(Lane):
             return await kind.handler(self, job)
         except SlackFailure as e:
             return await self._failed(job, e)
+        finally:
+            if probe[0]:
+                self._probe_done(*probe[1:])
 
     async def _job(
         self, cid: str, worker: str, conv: dict[str, str], entries: list[OutboxEntry], kind: Kind
@@ -73,8 +85,49 @@ class SlackLane(Lane):
         waiting = await store.waiting_in_channels(pool) if len(pool) > 1 else []
         return await store.place_handover(cid, root.hid, pool, now_ms(), waiting)
 
+    def _auth_gate(self) -> Step | None:
+        """While Slack refuses the token, every channel waits (entries stay queued): None lets this
+        step through, as the probe when one is due; else when to come back."""
+        if not self.ctx.slack_health.paused:
+            return None
+        now = now_ms()
+        if self._probing:
+            return Step.later(now + 1000)  # the probe's answer decides, in a moment
+        if now < self._next_probe_ms:
+            return Step.later(self._next_probe_ms)
+        self._probing = True
+        self._next_probe_ms = now + int(AUTH_RETRY_S * 1000)
+        return None
+
+    def _probe_done(self, answered_before: int, failures_before: int) -> None:
+        self._probing = False
+        health = self.ctx.slack_health
+        if self.slack.answered_ok > answered_before and health.paused:
+            log.info("slack_auth_restored", code=health.code)
+            health.ok()
+        elif self._auth_failures == failures_before and health.paused:
+            self._next_probe_ms = 0  # the step made no call (a token wait): the next one probes
+
+    def _auth_failed(self, job: Job, e: SlackFailure) -> Step:
+        self._auth_failures += 1
+        self.ctx.slack_health.auth_failed(e.reason, e.needed)
+        self._next_probe_ms = now_ms() + int(AUTH_RETRY_S * 1000)
+        log.error(
+            "slack_auth_failed",
+            code=e.reason,
+            needed=e.needed,
+            fix=e.fix(),
+            channel=job.channel,
+            cid=job.cid,
+            retry_in_s=AUTH_RETRY_S,
+        )
+        return Step.later(self._next_probe_ms)
+
     async def _failed(self, job: Job, e: SlackFailure) -> Step:
-        """Every answer of Slack's becomes a Step: wait (429), dead letter (permanent) or retry."""
+        """Every answer of Slack's becomes a Step: wait (429), pause (token refused), dead letter
+        (permanent, or unknown too many times) or retry."""
+        if e.auth:
+            return self._auth_failed(job, e)
         if e.retry_after_s is not None:
             until = now_ms() + int(e.retry_after_s * 1000)
             await self.ctx.store.pause_channel(job.channel, until, now_ms())
@@ -82,7 +135,10 @@ class SlackLane(Lane):
             return Step.later(until)
         if e.permanent:
             return await self.bury(job.cid, [job.head], e.reason, job.channel)
-        return await self.retry_later(job.cid, e.reason)
+        attempts = await self.ctx.store.bump_attempts(SLACK, job.cid)
+        if e.unknown and attempts >= self.ctx.settings().unknown_error_attempts:
+            return await self.bury(job.cid, [job.head], e.reason, job.channel)
+        return await self.retry_later(job.cid, e.reason, attempts)
 
     async def begin_post(self, job: Job, first: str, last: str) -> Step | None:
         """Take a posting token for the job's channel and mark the post of `first`..`last` in flight:
@@ -157,7 +213,9 @@ class SlackLane(Lane):
             return Step.later(paused)
         oldest = int(started or 0) / 1000 - INFLIGHT_LOOKBACK_S
         try:
-            ts = await self.slack.find_marked(job.channel, first, thread_ts=job.thread_ts, oldest_s=oldest)
+            ts = await self.slack.find_marked(
+                job.channel, self.marker(job, first, last), thread_ts=job.thread_ts, oldest_s=oldest
+            )
         except SlackFailure as e:
             if not (e.permanent or e.auth):
                 raise

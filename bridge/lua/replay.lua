@@ -3,7 +3,7 @@
 local found = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
 if #found == 0 then return 0 end
 local fields, kept = found[1][2], {}
-local skip = {lane = true, cid = true, reason = true, orig = true, at = true}
+local skip = {lane = true, cid = true, reason = true, orig = true, at = true, channel = true}
 for i = 1, #fields, 2 do
   if not skip[fields[i]] then
     kept[#kept + 1] = fields[i]

@@ -1,0 +1,100 @@
+"""What delivery does with each kind of Slack answer: a refused token pauses every channel and resumes
+by itself, an error code the bridge does not know is tried `delivery.unknown_error_attempts` times and
+then dead-lettered with its code and channel; no answer ever crashes a worker (`delivery_crashed`).
+
+In-process bridges on real HTTP, a real valkey-server and the fake Slack Web API over HTTP."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from bridge.delivery import slack_lane
+from bridge.keys import conversation_id
+from bridge.runtime import BRIDGE
+from tests.conftest import MakeBridge
+from tests.harness import wait_until
+from tests.harness.fake_slack import DEFAULT_TOKEN, FakeSlack
+from tests.helpers import CHANNEL, escalation, message
+
+
+@pytest.fixture
+def logs() -> Iterator[list[dict[str, Any]]]:
+    with capture_logs() as captured:
+        yield captured
+
+
+def events(logs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    return [e for e in logs if e.get("event") == name]
+
+
+async def metric(bridge: Any, name: str) -> float:
+    response = await bridge.client.get("/metrics")
+    for line in (await response.text()).splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{name} not exported")
+
+
+async def test_a_refused_token_pauses_delivery_then_it_resumes_by_itself(
+    make_bridge: MakeBridge,
+    fake_slack: FakeSlack,
+    logs: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(slack_lane, "AUTH_RETRY_S", 1.0)  # 30 s in production
+    bridge = await make_bridge(replies=False)
+    runtime = bridge.app[BRIDGE]
+    await wait_until(lambda: runtime.identity is not None, 5)
+    fake_slack.token = "xoxb-revoked"  # Slack now answers invalid_auth to everything
+    assert await bridge.hook(escalation("tom")) == (200, {"ok": True})
+    for i in range(3):
+        assert await bridge.hook(message("tom", f"m-{i:03d}", "ok")) == (200, {"ok": True})
+
+    await wait_until(lambda: runtime.slack_health.paused, 5)
+    (failed, *_) = events(logs, "slack_auth_failed")
+    assert failed["log_level"] == "error" and failed["code"] == "invalid_auth"
+    assert "SLACK_BOT_TOKEN" in failed["fix"] and failed["channel"] == CHANNEL
+    assert await metric(bridge, "bridge_slack_auth_ok") == 0
+    # the probe tries again about once a second here (every 30 s in production), burying nothing
+    await wait_until(lambda: len(fake_slack.calls_to("chat.postMessage")) >= 3, 10)
+    posts = fake_slack.calls_to("chat.postMessage")
+    gaps = [b.at - a.at for a, b in itertools.pairwise(posts)]
+    assert all(gap > 0.8 for gap in gaps), gaps  # one probe at a time, not every conversation
+    assert await runtime.store.dead_letters() == []
+    assert fake_slack.posts() == []
+
+    fake_slack.token = DEFAULT_TOKEN  # the owner fixes the token
+    await wait_until(lambda: len(fake_slack.posts()) >= 2, 10)
+    (root,) = fake_slack.roots(CHANNEL)
+    await wait_until(lambda: "m-002" in " ".join(fake_slack.thread(CHANNEL, root.ts)), 10)
+    assert " ".join(fake_slack.thread(CHANNEL, root.ts)).count("m-00") == 3
+    assert not runtime.slack_health.paused and events(logs, "slack_auth_restored")
+    assert await metric(bridge, "bridge_slack_auth_ok") == 1
+    assert events(logs, "delivery_crashed") == [] and events(logs, "dead_letter") == []
+
+
+async def test_an_unknown_error_is_tried_n_times_then_dead_lettered_with_its_code_and_channel(
+    make_bridge: MakeBridge, fake_slack: FakeSlack, logs: list[dict[str, Any]]
+) -> None:
+    bridge = await make_bridge(replies=False, file={"delivery": {"unknown_error_attempts": 3}})
+    runtime = bridge.app[BRIDGE]
+    fake_slack.fail_with_status(200, methods=["chat.postMessage"], error="brand_new_error")
+    assert await bridge.hook(escalation("una")) == (200, {"ok": True})
+
+    await wait_until(lambda: len(events(logs, "dead_letter")) >= 1, 15)
+    assert len(fake_slack.calls_to("chat.postMessage")) == 3  # tried 3 times, then given up
+    (dead,) = events(logs, "dead_letter")
+    assert (dead["reason"], dead["channel"], dead["kinds"]) == ("brand_new_error", CHANNEL, ["root"])
+    assert [e["reason"] for e in events(logs, "delivery_retry")] == ["brand_new_error"] * 2
+    (letter,) = await runtime.store.dead_letters()
+    assert (letter.cid, letter.reason, letter.channel) == (
+        conversation_id("skill1", "una"),
+        "brand_new_error",
+        CHANNEL,
+    )
+    assert events(logs, "delivery_crashed") == []
