@@ -43,7 +43,7 @@ async def store(redis_url: str) -> AsyncIterator[Store]:
 
 
 def handover_for(store: Store, **config: object) -> Handover:
-    return Handover(store, lambda: FileConfig.model_validate(config), lambda: CHANNEL)
+    return Handover(store, lambda: FileConfig.model_validate(config), lambda: (CHANNEL,))
 
 
 async def record(handover: Handover, body: dict) -> bool:
@@ -248,7 +248,7 @@ async def test_a_commit_that_leaves_entries_reads_them_for_the_next_post(store: 
 async def test_a_reloaded_history_limit_applies_from_the_next_webhook(store: Store) -> None:
     """Handover reads its limits once per config object: a reload must still take effect."""
     configs = [FileConfig.model_validate({"history": {"max_entries": 5}})]
-    handover = Handover(store, lambda: configs[-1], lambda: CHANNEL)
+    handover = Handover(store, lambda: configs[-1], lambda: (CHANNEL,))
     for i in range(6):
         assert await record(handover, message("nina", f"m{i}", "ok"))
     cid = conversation_id("skill1", "nina")
