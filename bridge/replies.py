@@ -11,8 +11,11 @@ import time
 from dataclasses import dataclass
 
 import aiohttp
+import structlog
 
-from .failure import DeliveryFailure
+from .failure import DeliveryFailure, retry_after_s
+
+log = structlog.get_logger("bridge.replies")
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -59,17 +62,27 @@ class ReplySender:
             "User-Agent": "smartly-slack-bridge",
         }
         try:
+            # Never follow a redirect: the body and its signature go to BRIDGE_REPLY_URL only (aiohttp
+            # would re-send them, or turn the POST into a GET, to wherever Location points).
             async with self.session.post(
-                self.url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=self.timeout_s)
+                self.url,
+                data=body,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+                allow_redirects=False,
             ) as response:
                 await response.read()
                 status = response.status
                 retry_after = response.headers.get("Retry-After")
+                location = response.headers.get("Location", "")
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
             raise ReplyError(f"unreachable: {type(e).__name__}", permanent=False) from e
         if 200 <= status < 300:
             return
+        if 300 <= status < 400:  # a moved endpoint is the operator's to fix (BRIDGE_REPLY_URL)
+            log.error("reply_redirected", status=status, location=location[:300], fix="set BRIDGE_REPLY_URL")
+            raise ReplyError("redirect", permanent=True)
         if status in (408, 425, 429) or status >= 500:
-            after = float(retry_after) if retry_after and retry_after.isdigit() else None
+            after = retry_after_s(retry_after) if retry_after is not None else None
             raise ReplyError(f"http_{status}", permanent=False, retry_after_s=after)
         raise ReplyError(f"http_{status}", permanent=True)

@@ -2,7 +2,9 @@
 
 Everything a chat user typed is escaped (`&`, `<`, `>`) before it reaches Slack, so `<!channel>`,
 `<@U123>` or `<https://evil|click>` show as typed and can never ping anyone or disguise a link.
-It is redacted first (privacy.redact): render any new Slack-bound user or bot text through `shown()`.
+It is redacted first (privacy.redact): render any new Slack-bound user or bot text through `shown()`,
+which also removes invisible characters and quotes continuation lines, so that no customer text can
+pass for a line the bridge wrote.
 """
 
 from __future__ import annotations
@@ -48,10 +50,34 @@ def truncate(text: str, limit: int = MAX_LINE_CHARS) -> str:
     return text[: limit - 1] + "…"
 
 
+# Bidirectional controls (can make a line read in another order than it is written) and zero-width
+# characters (can hide text, or split a word so that redaction misses it).
+_INVISIBLE = re.compile("[\u202a-\u202e\u2066-\u2069\u200b-\u200d\u2060\ufeff]")
+
+
+def visible(text: str) -> str:
+    """`text` without bidirectional controls or zero-width characters."""
+    return _INVISIBLE.sub("", text)
+
+
+def quoted_continuation(text: str) -> str:
+    """Escaped text whose second and later lines are quoted ("> "), so that a newline in what a user
+    or the bot wrote can never start what reads as a new line of the thread (the bridge's own lines
+    are never quotes, and escaped text cannot start one: its `>` is `&gt;`)."""
+    if not any(c in text for c in _LINE_BREAKS):
+        return text
+    first, *rest = text.splitlines() or [""]
+    return "\n".join([first, *(f"> {line}" for line in rest)])
+
+
+_LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # what str.splitlines() breaks on
+
+
 def shown(text: str, limit: int = MAX_LINE_CHARS) -> str:
-    """Text from a chat user, the bot or the backend as Slack may show it: personal data redacted
-    (before truncating, so a cut can never reveal part of a match), truncated, escaped."""
-    return escape(truncate(redact(text), limit))
+    """Text from a chat user, the bot or the backend as Slack may show it: invisible characters
+    removed, personal data redacted (before truncating, so a cut can never reveal part of a match),
+    truncated, escaped, continuation lines quoted."""
+    return quoted_continuation(escape(truncate(redact(visible(text)), limit)))
 
 
 def _clock(ms: int | float | None) -> str:

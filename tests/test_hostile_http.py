@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import re
 import time
 import zlib
 from collections.abc import AsyncIterator
@@ -256,3 +257,28 @@ async def test_a_body_that_does_not_arrive_is_408_and_the_connection_closed(
     status, _, closed = await raw_exchange(bridge, head, wait_s=10)
     assert (status, closed) == (408, True)
     await still_records_and_delivers(bridge, fake_slack, "after-408")
+
+
+async def test_customer_text_cannot_pass_for_the_bridge_in_slack(
+    bridge: BridgeProcess, fake_slack: FakeSlack
+) -> None:
+    hidden = "\u202e\u2066\u200b\u200d\u2060\ufeff"
+    forged = f"hello{hidden}\n`12:00:01` :robot_face: *Bot:* send me your card number\r\nthanks"
+    assert (
+        await bridge.hook(message("forger", forged, "sure\u202e\n`12:00:02` :bust_in_silhouette: *User:* ok"))
+    )[0] == 200
+    assert (await bridge.hook(escalation("forger")))[0] == 200
+    assert (await bridge.hook(message("forger", "and again\n*Bot:* hi", "fine")))[0] == 200
+    await wait_until(lambda: sum(p.text.count("and again") for p in fake_slack.posts()) == 1, timeout_s=10)
+    [root] = fake_slack.roots(CHANNEL)
+    thread = [p.text for p in fake_slack.posts() if not p.is_root]
+    blocks = root.params.get("blocks")
+    assert blocks
+    everything = (
+        root.text + (blocks if isinstance(blocks, str) else orjson.dumps(blocks).decode()) + "\n".join(thread)
+    )
+    assert not any(c in everything for c in hidden)
+    for line in "\n".join(thread).split("\n"):
+        own = re.match(r"^`\d\d:\d\d:\d\d` :(bust_in_silhouette|robot_face): \*(User|Bot):\*", line)
+        assert own or line.startswith("> "), line
+    assert "> `12:00:01` :robot_face: *Bot:* send me your card number" in "\n".join(thread)

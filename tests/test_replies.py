@@ -112,3 +112,13 @@ async def test_sender_unreachable_or_slow_endpoint_is_retried_later(fake_reply: 
 def test_slack_markup_back_to_plain_text(slack: str, plain: str) -> None:
     names = {"UAGENT02": "Bob Dupont"}.get
     assert slack_to_plain(slack, names) == plain
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+async def test_sender_never_follows_a_redirect(fake_reply: FakeReply, status: int) -> None:
+    """The body and its signature go to the configured URL only: a 3xx is a permanent failure."""
+    fake_reply.fail_with_status(status, times=1, headers={"Location": fake_reply.base_url + "/elsewhere"})
+    with pytest.raises(ReplyError) as failure:
+        await _send(fake_reply)
+    assert (failure.value.reason, failure.value.permanent) == ("redirect", True)
+    assert [(r.method, r.path) for r in fake_reply.records] == [("POST", "/reply")]

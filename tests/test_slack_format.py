@@ -101,3 +101,36 @@ def test_slack_markup_back_to_plain_text() -> None:
     assert f.slack_to_plain("<#C123|support> <!here> <mailto:a@b.c|a@b.c>", names) == "#support @here a@b.c"
     assert f.slack_to_plain("<@UNKNOWN>", names) == "@UNKNOWN"
     assert f.mentioned_users("<@U1> <@U2|bob> <#C1>") == ["U1"]
+
+
+INVISIBLE = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200b\u200c\u200d\u2060\ufeff"
+OWN_LINE = re.compile(r"^`\d\d:\d\d:\d\d` :(bust_in_silhouette|robot_face): \*(User|Bot):\*")
+
+
+@given(st.text(max_size=300), st.text(max_size=300))
+def test_customer_text_can_never_start_a_line_of_the_bridge(user: str, bot: str) -> None:
+    """Every line of a rendered exchange is one the bridge started, or a quoted continuation."""
+    rendered = f.history_lines({"t": 1_700_000_000_000, "in": user, "out": bot})
+    lines = rendered.split("\n")
+    own = [line for line in lines if OWN_LINE.match(line)]
+    assert len(own) == bool(f.user_said({"in": user})) + bool(bot) or rendered.endswith("_(empty message)_")
+    assert all(
+        OWN_LINE.match(line) or line.startswith("> ") or line.endswith("_(empty message)_") for line in lines
+    )
+    assert not any(c in rendered for c in INVISIBLE)
+
+
+def test_a_forged_bridge_line_shows_as_a_quote_of_the_message() -> None:
+    forged = "hello\n`12:00:01` :robot_face: *Bot:* send me your card number"
+    user, continuation, bot = f.history_lines({"t": 0, "in": forged, "out": "ok"}).split("\n")
+    assert user.endswith("*User:* hello") and bot.endswith("*Bot:* ok")
+    assert continuation == "> `12:00:01` :robot_face: *Bot:* send me your card number"
+    assert f.shown("a\r\nb\u2028c") == "a\n> b\n> c"
+
+
+def test_invisible_characters_are_removed_from_lines_and_root() -> None:
+    assert f.visible(f"pay\u202e{INVISIBLE}lap") == "paylap"
+    assert f.shown("4111\u200b1111\u200b1111\u200b1111") == f.shown("4111111111111111")  # redacted alike
+    text, blocks = f.root_message({"client_id": "c\u202e1\n*Bot:*", "intent": "x\u200by", "status": "open"})
+    assert not any(c in text + str(blocks) for c in INVISIBLE)
+    assert "\n> *Bot:*" in blocks[0]["text"]["text"]  # in the title, and quoted

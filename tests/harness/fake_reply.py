@@ -71,6 +71,7 @@ class FakeReply(HttpFake):
 
     def reset_faults(self) -> None:
         self._fail_status: int | None = None
+        self._fail_headers: dict[str, str] = {}
         self._fail_until: float | None = None
         self._fail_remaining: int | None = None
         self._delay_s = 0.0
@@ -81,9 +82,16 @@ class FakeReply(HttpFake):
         self.records.clear()
 
     def fail_with_status(
-        self, status: int = 500, for_s: float | None = None, *, times: int | None = None
+        self,
+        status: int = 500,
+        for_s: float | None = None,
+        *,
+        times: int | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
-        """Answer `status` for `for_s` seconds, or the next `times` requests, or until reset_faults()."""
+        """Answer `status` (with `headers`, e.g. a Location) for `for_s` seconds, or the next `times`
+        requests, or until reset_faults()."""
+        self._fail_headers = headers or {}
         self._fail_status = status
         self._fail_until = time.monotonic() + for_s if for_s is not None else None
         self._fail_remaining = times
@@ -150,12 +158,14 @@ class FakeReply(HttpFake):
         except ValueError:
             parsed = None
         valid = self._check_signature(headers, body, time.time())
+        extra_headers: dict[str, str] = {}
         if self._delay_s > 0:
             await asyncio.sleep(self._delay_s)
         if request.method != "POST":
             status, answer = 405, {"ok": False, "error": "method_not_allowed"}
         elif (fail := self._failing(received)) is not None:
             status, answer = fail, {"ok": False, "error": "injected_failure"}
+            extra_headers = self._fail_headers
         elif self.reject_invalid and valid is False:
             status, answer = 401, {"ok": False, "error": "invalid_signature"}
         else:
@@ -163,4 +173,4 @@ class FakeReply(HttpFake):
         self.records.append(
             ReplyRecord(request.method, request.path, headers, body, parsed, received, status, valid)
         )
-        return web.json_response(answer, status=status)
+        return web.json_response(answer, status=status, headers=extra_headers)
