@@ -238,6 +238,21 @@ def root_message(header: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     return cut(text, MESSAGE_TEXT_MAX), fit_blocks(blocks)
 
 
+def root_text_only(header: dict[str, Any]) -> str:
+    """The root as text alone, for when Slack refuses its blocks (`invalid_blocks`): the same facts
+    as lines, no buttons, so the thread still opens and agents know how to go on without them."""
+    text, blocks = root_message(header)
+    lines = [text]
+    for block in blocks:
+        lines += [field["text"].replace("\n", ": ", 1) for field in block.get("fields", [])]
+    if header.get("status", "open") != "resolved":
+        lines.append(
+            "_No buttons on this message (Slack refused its layout): reply in the thread to claim it; "
+            "it resolves after inactivity, or with `bridge handovers resolve`._"
+        )
+    return cut("\n".join(lines), MESSAGE_TEXT_MAX)
+
+
 def note_text(note: dict[str, Any]) -> str:
     """Lines the bridge itself writes into a thread (claims, closing)."""
     kind = note.get("type")

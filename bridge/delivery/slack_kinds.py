@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+
+import structlog
 
 from .. import slack_format
 from ..results import OutboxEntry
+from ..slack_api import SlackFailure
 from .step import Step
 
 if TYPE_CHECKING:
@@ -37,6 +40,8 @@ class Job(NamedTuple):
 
 
 Handler = Callable[["SlackLane", Job], Awaitable[Step]]
+T = TypeVar("T")
+log = structlog.get_logger("bridge.delivery")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +80,10 @@ async def post_root(lane: SlackLane, job: Job) -> Step:
     wait = await lane.begin_post(job, head.id, head.id)
     if wait is not None:
         return wait
-    text, blocks = slack_format.root_message(head.data)
-    ts = await lane.slack.post(job.channel, text, blocks=blocks, marker=lane.marker(job, head.id, head.id))
+    marker = lane.marker(job, head.id, head.id)
+    ts = await _root_call(
+        job, lambda text, blocks: lane.slack.post(job.channel, text, blocks=blocks, marker=marker)
+    )
     return await lane.root_posted(job, ts)
 
 
@@ -84,12 +91,36 @@ async def post_root(lane: SlackLane, job: Job) -> Step:
 async def update_root(lane: SlackLane, job: Job) -> Step:
     """chat.update of the root (claimed, resolved): not a post, so it takes no channel token."""
     head = job.head
-    assert job.thread_ts is not None
-    text, blocks = slack_format.root_message(head.data)
+    thread_ts = job.thread_ts
+    assert thread_ts is not None
     if not await lane.mark_inflight(job, head.id, head.id):  # updates stay in order too
         return lane.lease_lost(job.cid, head.id)
-    await lane.slack.update(job.channel, job.thread_ts, text, blocks)
+    await _root_call(job, lambda text, blocks: lane.slack.update(job.channel, thread_ts, text, blocks or []))
     return await lane.commit(job.cid, job.worker, [head.id])
+
+
+# Slack's answers when it refuses a message's blocks (not its text).
+BLOCKS_REJECTED = frozenset({"invalid_blocks", "invalid_blocks_format"})
+
+
+async def _root_call(job: Job, call: Callable[[str, list[dict[str, Any]] | None], Awaitable[T]]) -> T:
+    """Post or update the root with its blocks; if Slack still refuses them (whatever slack_limits
+    missed), again as text only: the thread opens without buttons instead of never. The refused call
+    posted nothing, so the second one uses the same channel turn and in-flight marker."""
+    text, blocks = slack_format.root_message(job.head.data)
+    try:
+        return await call(text, blocks)
+    except SlackFailure as e:
+        if e.reason not in BLOCKS_REJECTED:
+            raise
+        log.error(
+            "root_blocks_rejected",
+            cid=job.cid,
+            channel=job.channel,
+            reason=e.reason,
+            effect="the root goes as text only, without the Claim and Resolve buttons",
+        )
+        return await call(slack_format.root_text_only(job.head.data), None)
 
 
 @handles(*THREAD_KINDS)

@@ -236,6 +236,7 @@ class _StatusFault:
     methods: frozenset[str] | None
     headers: dict[str, str] = field(default_factory=dict)
     fields: dict[str, Any] = field(default_factory=dict)  # more of the error body (needed, provided)
+    only_with: str | None = None  # only calls carrying this argument (e.g. "blocks")
 
     def matches(self, method: str, now: float) -> bool:
         if self.until is not None and now >= self.until:
@@ -417,11 +418,18 @@ class FakeSlack(HttpFake):
         self.usergroups[group] = list(users)
 
     def fail_with_error(
-        self, error: str, *, methods: Iterable[str] | None = None, times: int | None = None, **fields: Any
+        self,
+        error: str,
+        *,
+        methods: Iterable[str] | None = None,
+        times: int | None = None,
+        only_with: str | None = None,
+        **fields: Any,
     ) -> None:
         """HTTP 200 {"ok": false, "error": error, **fields} for the next `times` calls (or until
-        reset_faults()) of `methods` (or all): any Slack error code on demand (e.g. invalid_blocks,
-        missing_scope with needed=..., update_failed)."""
+        reset_faults()) of `methods` (or all), or only of calls carrying the argument `only_with`: any
+        Slack error code on demand (e.g. invalid_blocks for calls with blocks, missing_scope with
+        needed=..., update_failed)."""
         self._status_faults.append(
             _StatusFault(
                 status=200,
@@ -430,6 +438,7 @@ class FakeSlack(HttpFake):
                 remaining=times,
                 methods=frozenset(methods) if methods is not None else None,
                 fields=fields,
+                only_with=only_with,
             )
         )
         self.deleted.clear()
@@ -635,6 +644,8 @@ class FakeSlack(HttpFake):
         self, method: str, params: dict[str, Any], token: str | None, parse_error: str | None, now: float
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
         for fault in self._status_faults:
+            if fault.only_with and not params.get(fault.only_with):
+                continue
             if fault.matches(method, now):
                 if fault.remaining is not None:
                     fault.remaining -= 1
