@@ -62,7 +62,8 @@ MAX_CONTEXT_ELEMENTS = 10
 MAX_TEXT_OBJECT_CHARS = 3000  # any other text object (context elements)
 
 # Channels the test suite's configs name: every fresh fake knows them (member, not archived). Slack
-# answers channel_not_found for any other ID: a test naming a new channel declares it with add_channel().
+# answers channel_not_found for any other ID: a test naming a new channel declares it with add_channel()
+# (or, for a channel many tests configure, adds it here). Tests of unusable channels create theirs.
 SUITE_CHANNELS = (
     "C0DEFAULT1",
     "C0DEFAULT0",
@@ -94,6 +95,35 @@ SUITE_CHANNELS = (
     "C0ALL",
     "C0CWD",
     "C0INFILE",
+    "C0DEF0001",
+    "C0DEF0002",
+    "C0EN00001",
+    "C0ENV0001",
+    "C0ENV0002",
+    "C0ENV0003",
+    "C0FILE001",
+    "C0FR00001",
+    "C0FR00002",
+    "C0FR00003",
+    "C0NEW0001",
+    "C0NEW0002",
+    "C0NIGHT001",
+    "C0NIGHT002",
+    "C0OLD0001",
+    "C0OTHER1",
+    "C0POOLA1",
+    "C0POOLB2",
+    "C0POOLC3",
+    "C0R0001",
+    "C0R0002",
+    "C0SUPPORT2",
+    "C0T0001",
+    "C0T0002",
+    "C0T0003",
+    "C0W0001",
+    "C0W0002",
+    "C0W0003",
+    "C0X0001",
     "G0123ABCD",
     "G0DESK2407",
 )
