@@ -60,22 +60,28 @@ class AgentDirectory:
         for group in groups:
             try:
                 self._members[group] = frozenset(await self._members_of(group))
-            except (SlackFailure, *STORE_ERRORS) as e:
+            except SlackFailure as e:
                 complete = False
-                reason = e.reason if isinstance(e, SlackFailure) else type(e).__name__
-                fix = e.fix() if isinstance(e, SlackFailure) and e.auth else None
-                if isinstance(e, SlackFailure) and e.reason == "no_such_subteam":
+                fix = e.fix() if e.auth else None
+                if e.reason == "no_such_subteam":
                     fix = f"check the user group ID {group} in slack.agents"
-                log.warning(
-                    "slack_agents_refresh_failed",
-                    group=group,
-                    reason=reason,
-                    kept=len(self._members.get(group, ())),
-                    **({"fix": fix} if fix else {}),
-                )
+                self._refresh_failed(group, e.reason, fix)
+            except STORE_ERRORS as e:
+                complete = False
+                self._refresh_failed(group, type(e).__name__, None)
         for gone in set(self._members) - set(groups):
             del self._members[gone]
         return complete
+
+    def _refresh_failed(self, group: str, reason: str, fix: str | None) -> None:
+        kept = len(self._members.get(group, ()))
+        log.warning(
+            "slack_agents_refresh_failed",
+            group=group,
+            reason=reason,
+            kept=kept,
+            **({"fix": fix} if fix else {}),
+        )
 
     async def _members_of(self, group: str) -> list[str]:
         cached = await self.store.cached_usergroup(group)

@@ -47,7 +47,7 @@ CLICK: dict[str, str] = {
 def taken_blocks(holder: str, root_ts: str) -> tuple[str, list[dict[str, Any]]]:
     """A Claim on a handover someone else has: who has it, and a button to take it over."""
     text = f"<@{holder}> is already handling this handover."
-    blocks = [
+    blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": text}},
         {
             "type": "actions",

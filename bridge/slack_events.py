@@ -68,7 +68,8 @@ class SlackEvents:
             if envelope.type == "url_verification":
                 return {"challenge": envelope.challenge}
             if envelope.type == "app_rate_limited":
-                return self._rate_limited(envelope)
+                self._rate_limited(envelope)
+                return None
             if envelope.type != "event_callback":
                 self._ignore("envelope", "type", type=envelope.type)
                 return None
