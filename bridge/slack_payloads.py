@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, StringConstraints, ValidationError
 
 # A Slack message timestamp: seconds, a dot, microseconds ("1700000000.000100"). Never "abc" or "1e999".
 SlackTs = Annotated[str, StringConstraints(pattern=r"^\d{1,10}\.\d{1,9}$")]
 SlackId = Annotated[str, StringConstraints(max_length=64)]
+# Text Slack may send as null (e.g. some file shares): read as empty, never as a wrong shape.
+Text = Annotated[str, BeforeValidator(lambda value: "" if value is None else value)]
 
 
 def ts_ms(ts: str) -> int:
@@ -41,7 +43,7 @@ class EditedMessage(_Model):
     user: SlackId = ""
     ts: SlackTs | None = None
     thread_ts: SlackTs | None = None
-    text: str = ""
+    text: Text = ""
     bot_id: SlackId | None = None
     edited: dict[str, Any] | None = None  # present on a real edit, absent on an unfurl
 
@@ -53,7 +55,7 @@ class MessageEvent(_Model):
     subtype: str | None = None
     channel: SlackId = ""
     user: SlackId = ""
-    text: str = ""
+    text: Text = ""
     ts: SlackTs | None = None
     thread_ts: SlackTs | None = None
     bot_id: SlackId | None = None

@@ -87,6 +87,12 @@ async def test_clicks_that_change_nothing_are_explained(
     await wait_until(lambda: len(ephemerals_to(fake_slack, BOB)) == 1)
     assert ephemerals_to(fake_slack, BOB)[0]["text"] == "This handover is already resolved."
     assert len(ephemerals_to(fake_slack, ALICE)) == 1  # the click that did something: no ephemeral
+    # A reply in the resolved handover's thread reaches nobody: its author is told.
+    await reply(bridge, root_ts, "one more thing")
+    await wait_until(lambda: len(ephemerals_to(fake_slack, ALICE)) == 2)
+    closed = ephemerals_to(fake_slack, ALICE)[1]
+    assert closed["thread_ts"] == root_ts and "resolved" in closed["text"]
+    assert texts(fake_reply) == []
 
 
 # -- slack.agents ------------------------------------------------------------------------------------------

@@ -102,3 +102,9 @@ async def test_well_shaped_payloads_still_work_after_wrong_ones(
     await wait_until(lambda: texts(fake_reply) == ["on my way"])
     sent = next(b for b in fake_reply.bodies() if b.get("type") == "agent_message")
     assert sent["sent_at"] == "2026-11-25T09:46:40.123Z"  # the ts read exactly, without a float
+
+
+async def test_null_text_is_empty_not_a_wrong_shape(bridge: BridgeClient) -> None:
+    with capture_logs() as logs:
+        assert await bridge.slack_event(_reply_with(text=None)) == (200, {"ok": True})
+    assert [e["reason"] for e in logs if e["event"] == "slack_event_ignored"] == ["empty"]
