@@ -19,16 +19,17 @@ from urllib.parse import urljoin
 import aiohttp
 import orjson
 
+from .channel_check import ARCHIVED, NOT_FOUND, NOT_MEMBER, channel_problem, fix_for
 from .cli_redis import RedisUnreachable, connect_once, recorded_url, where
 from .config import ConfigError, FileConfig
 from .config.check import describe_pool
+from .metrics import Metrics
 from .replies import ReplyError, ReplySender
 from .settings import AppConfig, Settings, SettingsError, default_config_path, load_app_config
-from .slack_api import AUTH_ERRORS, SlackFailure
+from .slack_api import AUTH_ERRORS, SlackApi, SlackFailure
 from .store import STORE_UNREACHABLE_ERRORS, AnyRedis, close_quietly
 
 HTTP_TIMEOUT_S = 10.0
-INVITE_FIX = "invite the app: in the channel, type /invite @{bot}"
 
 
 @dataclass(frozen=True)
@@ -60,21 +61,11 @@ def check_config(config_path: str | None) -> tuple[Check, AppConfig]:
 
 
 def configured_channels(app_config: AppConfig) -> list[str]:
-    """Every channel a handover can land in: the default, the routes', the outside-hours ones."""
-    file = app_config.file
+    """Every channel a handover can land in, as the running bridge checks them (settings.py)."""
     try:
-        values: list[Any] = [app_config.default_pool]
-    except SettingsError:  # a bad SLACK_CHANNEL: the config check says so
-        values = [file.slack.default_channel]
-    hours = [file.business_hours] + [route.business_hours for route in file.routes]
-    values += [route.channel for route in file.routes]
-    values += [h.outside_hours.channel for h in hours if h is not None and hasattr(h, "outside_hours")]
-    channels: list[str] = []
-    for value in values:
-        for channel in value if isinstance(value, list | tuple) else [value]:  # a pool is a list
-            if channel and channel not in channels:
-                channels.append(str(channel))
-    return channels
+        return app_config.channels_in(app_config.file)
+    except SettingsError:  # a bad SLACK_CHANNEL (the config check says so): the file's channels
+        return list(dict.fromkeys(app_config.file.channel_ids()))
 
 
 def needed_scopes(app_config: AppConfig, channels: Iterable[str]) -> list[str]:
@@ -86,6 +77,8 @@ def needed_scopes(app_config: AppConfig, channels: Iterable[str]) -> list[str]:
         scopes += ["channels:history", "channels:read"]  # thread replies, crash lookups; channel check
     if private:
         scopes += ["groups:history", "groups:read"]
+    if any(agent.startswith("S") for agent in app_config.file.slack.agents or ()):
+        scopes.append("usergroups:read")  # slack.agents names user groups
     return scopes
 
 
@@ -200,8 +193,9 @@ async def slack_checks(slack: Slack, app_config: AppConfig) -> list[Check]:
     checks = [Check("slack token", True, f"workspace {workspace}, bot @{bot} ({auth.get('user_id', '?')})")]
     channels = configured_channels(app_config)
     checks.append(scope_check(needed_scopes(app_config, channels), granted))
+    api = SlackApi.create(bot_token, slack.base_url, slack.session, Metrics(), timeout_s=HTTP_TIMEOUT_S)
     for channel in channels:
-        checks.append(await channel_check(slack, bot_token, channel, bot))
+        checks.append(await channel_check(api, channel, bot))
     return checks
 
 
@@ -219,27 +213,21 @@ def scope_check(needed: list[str], granted_header: str) -> Check:
     return Check("slack scopes", True, f"{', '.join(needed)} granted")
 
 
-async def channel_check(slack: Slack, token: str, channel: str, bot: str) -> Check:
+async def channel_check(api: SlackApi, channel: str, bot: str) -> Check:
+    """As the running bridge checks it at start (channel_check.py), with the same fixes."""
     name = f"slack channel {channel}"
-    data, _ = await slack.call("conversations.info", token, channel=channel)
-    if not data.get("ok"):
-        code = str(data.get("error", "?"))
-        if code == "channel_not_found":
-            return Check(
-                name,
-                False,
-                "channel_not_found: no such channel, or a private one the bot is not in",
-                "check the channel ID (bottom of the channel's details in Slack); for a private channel, "
-                + INVITE_FIX.format(bot=bot),
-            )
-        return Check(name, False, f"conversations.info: {code}", _token_fix(code, data.get("needed")))
-    info = data.get("channel") or {}
-    label = f"#{info.get('name', '?')}"
-    if info.get("is_archived"):
-        return Check(name, False, f"{label} is archived", "unarchive it, or configure another channel")
-    if not info.get("is_member"):
-        return Check(name, False, f"the bot is not a member of {label}", INVITE_FIX.format(bot=bot))
-    return Check(name, True, f"{label} exists, not archived, the bot is a member")
+    try:
+        reason = await channel_problem(api, channel)
+    except SlackFailure as e:
+        return Check(name, False, f"conversations.info: {e.reason}", _token_fix(e.reason, e.needed))
+    if reason is None:
+        return Check(name, True, "exists, not archived, the bot is a member")
+    detail = {
+        NOT_FOUND: "channel_not_found: no such channel, or a private one the bot is not in",
+        ARCHIVED: "the channel is archived",
+        NOT_MEMBER: "the bot is not a member",
+    }.get(reason, reason)
+    return Check(name, False, detail, fix_for(reason, bot))
 
 
 async def socket_mode_checks(slack: Slack, app_config: AppConfig) -> list[Check]:

@@ -21,7 +21,7 @@ from .keys import SLACK
 from .logs import info_line
 from .runtime import BRIDGE, Bridge
 from .slack_payloads import PayloadError
-from .store import STORE_ERRORS, body_digest, never_sent
+from .store import STORE_ERRORS, STORE_OR_SOCKET_ERRORS, body_digest, never_sent
 
 log = structlog.get_logger("bridge.web")
 
@@ -233,7 +233,7 @@ async def readyz(request: web.Request) -> web.Response:
     }
     try:
         await bridge.store.ping()
-    except (*STORE_ERRORS, OSError) as e:
+    except STORE_OR_SOCKET_ERRORS as e:
         body.update(
             ok=False, redis="unavailable", error="redis unavailable", reason=f"redis: {type(e).__name__}"
         )

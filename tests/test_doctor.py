@@ -124,11 +124,22 @@ async def test_too_few_scopes(
     assert checks[f"slack channel {CHANNEL}"]["ok"]  # the rest is still checked
 
 
+async def test_user_groups_in_slack_agents_need_usergroups_read(
+    tmp_path: Path, redis_url: str, fake_slack: FakeSlack, fake_reply: FakeReply
+) -> None:
+    env = doctor_env(tmp_path, redis_url, fake_slack, fake_reply)
+    Path(env["BRIDGE_CONFIG"]).write_text("slack:\n  agents: [UAGENT01, S0AGENTS1]\n")
+    fake_slack.scopes.discard("usergroups:read")
+    code, checks = await checks_of(env)
+    assert code == 1
+    assert checks["slack scopes"]["detail"].startswith("missing usergroups:read")
+
+
 @pytest.mark.parametrize(
     ("state", "detail", "fix"),
     [
-        ({"member": False}, "the bot is not a member of #c0123french", "/invite @bridge"),
-        ({"archived": True}, "#c0123french is archived", "unarchive it"),
+        ({"member": False}, "the bot is not a member", "invite the app with /invite @bridge"),
+        ({"archived": True}, "the channel is archived", "unarchive the channel"),
         (None, "channel_not_found", "check the channel ID"),
     ],
 )
