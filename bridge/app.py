@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import signal
 import time
@@ -22,6 +23,7 @@ from .admin_web import add_admin_routes
 from .agents import AgentDirectory
 from .cli_redis import URL_FILE
 from .delivery import Deliverer, DeliveryContext, Lane, ReplyLane, SlackLane
+from .desk import create_desk, start_desk
 from .embedded import EmbeddedValkey
 from .handover import Handover
 from .health import AUTH_RETRY_S, SlackHealth
@@ -192,6 +194,16 @@ def _bridge_ctx(app_config: AppConfig):
             signature_verifier=verifier,
             slack_health=slack_health,
         )
+        bridge.desk = create_desk(
+            store,
+            slack,
+            config=lambda: holder.current,
+            metrics=metrics,
+            wake=deliverer.wake,
+            replies_enabled=app_config.replies_enabled,
+            identity=lambda: bridge.identity,
+            default_pool=lambda: app_config.default_pool_in(holder.current),
+        )
         bridge.slack_events = SlackEvents(
             store=store,
             identity=lambda: bridge.identity,
@@ -201,6 +213,7 @@ def _bridge_ctx(app_config: AppConfig):
             replies_enabled=app_config.replies_enabled,
             agents=AgentDirectory(slack, store, lambda: holder.current),
             notifier=Notifier(slack),
+            desk=bridge.desk,
         )
         app[BRIDGE] = bridge
         identity_task = asyncio.create_task(_fetch_identity(bridge))
@@ -257,6 +270,8 @@ def _upkeep_ctx(handle_signals: bool):
         ]
         if bridge.slack_events.agents:
             tasks.append(asyncio.create_task(slack_upkeep(bridge, bridge.slack_events.agents, stop)))
+        if bridge.desk is not None:
+            tasks += start_desk(bridge.desk, bridge.deliverer.worker, stop)
         loop = asyncio.get_running_loop()
         if handle_signals:
             loop.add_signal_handler(signal.SIGHUP, bridge.holder.reload)
@@ -297,15 +312,17 @@ async def resolve_idle(bridge: Bridge, idle_s: float) -> int:
     resolved = 0
     for partition in range(bridge.store.partitions):
         for cid in await bridge.store.idle_handovers(partition, before):
-            status = await bridge.store.resolve_handover(
-                cid,
-                thread_ts="",
-                agent_id="",
-                agent_name="",
-                now_ms=now_ms,
-                replies=bridge.app_config.replies_enabled,
-                reason="idle",
-                idle_before_ms=before,
+            if bridge.desk is not None:  # (its reopen window, numbers and Home tab)
+                resolve = functools.partial(bridge.desk.resolve, cid)
+            else:
+                resolve = functools.partial(
+                    bridge.store.resolve_handover,
+                    cid,
+                    now_ms=now_ms,
+                    replies=bridge.app_config.replies_enabled,
+                )
+            status = await resolve(
+                thread_ts="", agent_id="", agent_name="", reason="idle", idle_before_ms=before
             )
             if status > 0:
                 resolved += 1

@@ -18,6 +18,7 @@ lives in a slot of its own: it runs on standalone Redis only, see Store.begin_po
   bridge:{p}:seen:<event_id>    string  Slack event ids already relayed
   bridge:{p}:dead               stream  dead letters (permanent errors), replayable
   bridge:{p}:stats              hash    pending entry counts per lane (for metrics)
+  bridge:{p}:timers             zset    desk timers (SLA reminders, reopen window), by next due time
   bridge:thread:<channel>:<ts>  string  Slack thread → cid, for agent replies and buttons
   bridge:rate:{<channel>}       hash    token bucket pacing posts to one channel, shared by replicas
   bridge:user:<slack user id>   string  cached users.info display name
@@ -27,6 +28,11 @@ lives in a slot of its own: it runs on standalone Redis only, see Store.begin_po
   bridge:{chan}:open:<channel>  zset    cids of the handovers open in that channel, scored by placement ms
                                         (both under one hash tag: one script picks a pool's least loaded
                                         channel; recomputable from the conversations, see Store.reconcile)
+  bridge:home:viewers           zset    Slack users who opened the app's Home tab, by last open (ms)
+  bridge:home:pending           zset    users whose Home view must be published, by when
+  bridge:home:dirty             string  set when a handover changed: every recent viewer gets a new view
+  bridge:home:lease             string  the replica publishing Home views right now (PX lease)
+  bridge:permalink:<ch>:<ts>    string  cached chat.getPermalink answer
 
 A new per-conversation key must also be deleted by forget.lua (bridge forget): tests/test_privacy_forget.py
 SCANs for any key left after forgetting a conversation.
@@ -110,6 +116,10 @@ class Keys:
     def stats(self) -> str:
         return f"{self.tag}stats"
 
+    @property
+    def timers(self) -> str:
+        return f"{self.tag}timers"
+
     def dedupe(self, digest: str) -> str:
         return f"{self.tag}dedupe:{digest}"
 
@@ -153,6 +163,16 @@ CHANNEL_OPEN_PREFIX = f"{PREFIX}{{chan}}:open:"
 
 def channel_open_key(channel: str) -> str:
     return f"{CHANNEL_OPEN_PREFIX}{channel}"
+
+
+HOME_VIEWERS_KEY = f"{PREFIX}home:viewers"
+HOME_PENDING_KEY = f"{PREFIX}home:pending"
+HOME_DIRTY_KEY = f"{PREFIX}home:dirty"
+HOME_LEASE_KEY = f"{PREFIX}home:lease"
+
+
+def permalink_key(channel: str, ts: str) -> str:
+    return f"{PREFIX}permalink:{channel}:{ts}"
 
 
 @functools.lru_cache(maxsize=16384)  # every webhook and delivery step asks again for the same few

@@ -72,6 +72,30 @@ class Metrics:
         self.redis_errors = Counter(
             "bridge_redis_errors_total", "Redis commands that failed", ["where"], registry=r
         )
+        # The desk (bridge/desk): numbers for the team lead.
+        self.handover_first_response = Histogram(
+            "bridge_handover_first_response_seconds",
+            "From handover opened to the first relayed agent reply, per route",
+            ["route"],
+            buckets=RESPONSE_BUCKETS_S,
+            registry=r,
+        )
+        self.handover_resolution = Histogram(
+            "bridge_handover_resolution_seconds",
+            "From handover opened to resolved, per route and outcome",
+            ["route", "outcome"],
+            buckets=RESPONSE_BUCKETS_S,
+            registry=r,
+        )
+        self.handovers_waiting = Gauge(
+            "bridge_handovers_waiting",
+            "Open handovers without an agent reply yet (read from Redis: every replica agrees)",
+            ["route"],
+            registry=r,
+        )
+        self.sla_breaches = Counter(
+            "bridge_sla_breaches_total", "Handovers that missed escalate_after", ["route"], registry=r
+        )
 
         self._webhook_children: dict[tuple[str, str], Any] = {}
 

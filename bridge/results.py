@@ -79,6 +79,15 @@ class Forgotten(NamedTuple):
     thread_mappings: int
 
 
+class Resolution(NamedTuple):
+    """resolve_handover.lua's answer: `status` 1 resolved, -1 nothing to resolve; when resolved, when
+    the handover had opened (ms) and its route."""
+
+    status: int
+    opened_ms: int = 0
+    route: str = ""
+
+
 class Commit(NamedTuple):
     """`held`: the lease was still ours (False: stop, another worker has the conversation).
     `pending`: entries left in the lane. `released`: none were, and the conversation was handed back.

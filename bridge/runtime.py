@@ -9,6 +9,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from .config import FileConfig
 from .delivery import Deliverer
+from .desk import Desk
 from .handover import Handover
 from .health import SlackHealth
 from .metrics import Metrics
@@ -32,6 +33,7 @@ class Bridge:
     signature_verifier: SignatureVerifier | None
     identity: Identity | None = None
     slack_health: SlackHealth = field(default_factory=SlackHealth)
+    desk: Desk | None = None
 
     def config(self) -> FileConfig:
         return self.holder.current

@@ -170,6 +170,7 @@ class Identity:
     bot_id: str
     team_id: str = ""  # the bridge's workspace: a user of another (Slack Connect) never acts
     name: str = ""  # the bot user's name, as agents /invite it
+    url: str = ""  # the workspace's https://<team>.slack.com/ (links to messages are built from it)
 
 
 class SlackApi:
@@ -281,6 +282,7 @@ class SlackApi:
             bot_id=str(data.get("bot_id", "")),
             team_id=str(data.get("team_id", "")),
             name=str(data.get("user", "")),
+            url=str(data.get("url", "")),
         )
 
     async def channel_info(self, channel: str) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import structlog
 from .agents import AgentDirectory
 from .config import FileConfig
 from .delivery import iso
+from .desk import NOT_MINE, Desk, DeskActions
 from .keys import REPLY, SLACK
 from .metrics import Metrics
 from .notices import CLICK, NOT_RELAYED, TAKE_OVER_ACTION, Notifier, taken_blocks
@@ -51,6 +52,7 @@ class SlackEvents:
     replies_enabled: bool
     agents: AgentDirectory | None = None  # None: anyone may act (tests of the transport alone)
     notifier: Notifier | None = None  # None: nobody is told why
+    desk: Desk | None = None  # the agent desk (bridge/desk): Home tab, modals, desk buttons
 
     def _ignore(self, kind: str, reason: str, **fields: Any) -> None:
         self.metrics.slack_events.labels(kind, f"ignored_{reason}").inc()
@@ -73,7 +75,11 @@ class SlackEvents:
             if envelope.type != "event_callback":
                 self._ignore("envelope", "type", type=envelope.type)
                 return None
-            if parse(EventHead, envelope.event, "event").type != "message":
+            kind = parse(EventHead, envelope.event, "event").type
+            if kind == "app_home_opened" and self.desk is not None:
+                await self.desk.home_opened(envelope.event or {})
+                return None
+            if kind != "message":
                 self._ignore("event", "type", type=str((envelope.event or {}).get("type")))
                 return None
             event = parse(MessageEvent, envelope.event, "event")
@@ -140,6 +146,8 @@ class SlackEvents:
             return self._ignore("message", "duplicate", cid=cid, **fields)
         if first_after_ms > 0:
             self.metrics.agent_first_response.observe(first_after_ms / 1000)
+            if self.desk is not None:
+                await self.desk.first_response(cid, first_after_ms)
         self.metrics.slack_events.labels("message", "relayed").inc()
         log.info("agent_reply_queued", cid=cid, agent=user, **fields)
         self._wake(cid)
@@ -188,10 +196,15 @@ class SlackEvents:
         self.wake(SLACK, partition)
         self.wake(REPLY, partition)
 
-    async def on_interaction(self, body: dict[str, Any]) -> None:
+    async def on_interaction(self, body: dict[str, Any]) -> dict[str, Any] | None:
         """Block Kit button clicks: Claim and Resolve on a root, Take it over on the ephemeral a Claim
-        on someone else's handover answers with. Raises PayloadError for a payload of the wrong shape
-        (the HTTP endpoint answers 400)."""
+        on someone else's handover answers with; the desk's buttons and modals (bridge/desk) when it
+        runs. Returns a body to answer with (a modal's errors), else None. Raises PayloadError for a
+        payload of the wrong shape (the HTTP endpoint answers 400)."""
+        if self.desk is not None:
+            answer = await DeskActions(self.desk, self._refusal, self._act).on_interaction(body)
+            if answer is not NOT_MINE:
+                return answer  # type: ignore[no-any-return]
         payload = parse(Interaction, body)
         if payload.type != "block_actions":
             return self._ignore("interaction", "type", type=payload.type)
@@ -222,6 +235,8 @@ class SlackEvents:
         )
         if status > 0:
             self._wake(cid)
+            if self.desk is not None:  # the Home tab is out of date
+                await self.desk.store.mark_home_dirty()
         elif status == -2 and self.notifier:
             holder = (await self.store.conversation(cid)).get("agent_id", "")
             text, blocks = taken_blocks(holder, root_ts)
@@ -238,6 +253,10 @@ class SlackEvents:
             "now_ms": int(time.time() * 1000),
             "replies": self.replies_enabled,
         }
+        if action_id == RESOLVE_ACTION and self.desk is not None:  # (its reopen window and numbers)
+            return await self.desk.resolve(
+                cid, thread_ts=root_ts, agent_id=common["agent_id"], agent_name=common["agent_name"]
+            )
         if action_id == RESOLVE_ACTION:
             return await self.store.resolve_handover(cid, **common)
         return await self.store.claim_handover(cid, take_over=action_id == TAKE_OVER_ACTION, **common)

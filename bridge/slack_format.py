@@ -36,6 +36,7 @@ _STATUS_LABELS = {
     "open": ":large_yellow_circle: Waiting for an agent",
     "claimed": ":large_blue_circle: Claimed",
     "resolved": ":white_check_mark: Resolved",
+    "transferred": ":twisted_rightwards_arrows: Transferred",
 }
 
 
@@ -188,7 +189,7 @@ def root_message(header: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     fields = _root_fields(header, reason, show)
     status_text = _STATUS_LABELS.get(status, status)
     idle = status == "resolved" and header.get("resolved_reason") == "idle"
-    if status in ("claimed", "resolved") and header.get("agent_id") and not idle:
+    if status in ("claimed", "resolved", "transferred") and header.get("agent_id") and not idle:
         # (an idle close keeps the claimer's id in the header: it must not read as their doing)
         verb = "by" if status == "claimed" else "— by"
         status_text += f" {verb} <@{header['agent_id']}>"
@@ -205,8 +206,11 @@ def root_message(header: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
         context.append(header["mention"])
     if header.get("note"):
         context.append(shown(header["note"]))
+    context.extend(desk_text.root_context(header))
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(context)}]})
-    if status != "resolved":
+    if status == "resolved" and header.get("reopen_until"):
+        blocks.append({"type": "actions", "elements": [desk_text.reopen_button()]})
+    if status in ("open", "claimed"):
         buttons = []
         if status == "open":
             buttons.append(
@@ -232,6 +236,7 @@ def root_message(header: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
                 },
             }
         )
+        buttons.append(desk_text.transfer_button())
         blocks.append({"type": "actions", "elements": buttons})
     mention = f"{header['mention']} " if header.get("mention") and status == "open" else ""
     text = f"{mention}{title} · {status_text}"
@@ -256,6 +261,8 @@ def root_text_only(header: dict[str, Any]) -> str:
 def note_text(note: dict[str, Any]) -> str:
     """Lines the bridge itself writes into a thread (claims, closing)."""
     kind = note.get("type")
+    if kind in desk_text.DESK_NOTES:
+        return desk_text.note_text(note)
     agent = f"<@{note['agent_id']}>" if note.get("agent_id") else ""
     if kind == "claimed":
         return f":raising_hand: {agent} is handling this conversation. Replies in this thread go to the user."
@@ -268,7 +275,10 @@ def note_text(note: dict[str, Any]) -> str:
         if not agent and note.get("reason") not in (None, "", "agent"):  # bridge handovers resolve
             why = "" if note["reason"] == "operator" else f": {escape(str(note['reason']))}"
             return f":white_check_mark: Resolved by an operator{why}. The bot has the conversation back."
-        return f":white_check_mark: Resolved by {agent or 'an agent'}. The bot has the conversation back."
+        return (
+            f":white_check_mark: Resolved by {agent or 'an agent'}. The bot has the conversation back."
+            + desk_text.outcome_suffix(note)
+        )
     return shown(str(note.get("text", "")))
 
 
@@ -308,3 +318,6 @@ def slack_to_plain(text: str, user_name: Callable[[str], str | None]) -> str:
 
 def mentioned_users(text: str) -> list[str]:
     return [m.group(2) for m in _MENTION.finditer(text) if m.group(1) == "@" and not m.group(3)]
+
+
+from .desk import text as desk_text  # noqa: E402  (the desk's parts of roots and notes; it uses the above)

@@ -55,8 +55,9 @@ class SocketModeListener:
     async def __call__(self, client: Acknowledger, request: SocketModeRequest) -> None:
         fields = {"type": request.type, "envelope_id": request.envelope_id, "retry": request.retry_attempt}
         # On failure no ack: Slack delivers the envelope again, and the event_id dedupe absorbs a repeat.
+        answer: dict[str, Any] | None = None
         try:
-            await self._dispatch(request.type, request.payload)
+            answer = await self._dispatch(request.type, request.payload)
         except PayloadError as e:  # acked: Slack sending the same wrong shape again would not help
             self.metrics.slack_events.labels("socket_mode", "invalid_payload").inc()
             log.warning("socket_mode_envelope_rejected", reason=e.problem, **fields)
@@ -68,14 +69,16 @@ class SocketModeListener:
             self.metrics.slack_events.labels("socket_mode", "failed").inc()
             log.exception("socket_mode_envelope_failed", **fields)
             return
-        await client.send_socket_mode_response(SocketModeResponse(envelope_id=request.envelope_id))
+        await client.send_socket_mode_response(
+            SocketModeResponse(envelope_id=request.envelope_id, payload=answer)  # (a modal's errors)
+        )
         log.debug("socket_mode_envelope_acked", **fields)
 
-    async def _dispatch(self, kind: str, payload: dict[str, Any]) -> None:
+    async def _dispatch(self, kind: str, payload: dict[str, Any]) -> dict[str, Any] | None:
         if kind == EVENTS_API:
             await self.events.on_event(payload)
         elif kind == INTERACTIVE:
-            await self.events.on_interaction(payload)
+            return await self.events.on_interaction(payload)
         else:  # slash_commands and the like: acked so Slack stops sending, otherwise unused
             self.metrics.slack_events.labels("socket_mode", "ignored_type").inc()
             log.info("socket_mode_envelope_ignored", type=kind)

@@ -49,6 +49,7 @@ from .results import (
     Fetched,
     Forgotten,
     RecordResult,
+    Resolution,
     as_text,
     flag,
     parse_fetched,
@@ -147,6 +148,11 @@ class Store:
             "place_handover",
             "leave_channel",
             "forget",
+            # the desk's (bridge/desk/store.py)
+            "reopen_handover",
+            "transfer_handover",
+            "desk_tick",
+            "desk_open",
         ):
             self._scripts[name] = redis.register_script(_script_source(name))
 
@@ -201,7 +207,8 @@ class Store:
 
     def _record_keys(self, cid: str, digest: str) -> list[str]:
         conv, hist, out, ready, open_, stats, lines = record_keys(self.partitions, cid)
-        return [conv, hist, out, ready, open_, self.keys(cid).dedupe(digest), stats, lines]
+        k = self.keys(cid)
+        return [conv, hist, out, ready, open_, k.dedupe(digest), stats, lines, k.timers]
 
     def _record_result(self, raw: list[Any], args: RecordArgs) -> RecordResult:
         recorded, queued, opened, hid = raw
@@ -471,29 +478,59 @@ class Store:
         reason: str = "agent",  # or "idle" (with idle_before_ms), from the idle auto-resolve
         idle_before_ms: int = 0,
     ) -> int:
-        k = self.keys(cid)
-        hid = int(
-            await self._eval(
-                "resolve_handover",
-                k.handover_keys(),
-                [
-                    now_ms,
-                    cid,
-                    thread_ts,
-                    agent_id,
-                    agent_name,
-                    flag(replies),
-                    reason,
-                    idle_before_ms,
-                ],
-            )
+        """1 resolved, -1 nothing to resolve (resolution() says more)."""
+        resolved = await self.resolution(
+            cid,
+            thread_ts=thread_ts,
+            agent_id=agent_id,
+            agent_name=agent_name,
+            now_ms=now_ms,
+            replies=replies,
+            reason=reason,
+            idle_before_ms=idle_before_ms,
         )
-        if hid < 0:
-            return hid
+        return resolved.status
+
+    async def resolution(
+        self,
+        cid: str,
+        *,
+        thread_ts: str,
+        agent_id: str,
+        agent_name: str,
+        now_ms: int,
+        replies: bool,
+        reason: str = "agent",
+        idle_before_ms: int = 0,
+        outcome: str = "",
+        note: str = "",
+        reopen_window_ms: int = 0,
+    ) -> Resolution:
+        """Resolve, and say when the handover had opened and on which route (for the desk's numbers)."""
+        k = self.keys(cid)
+        hid, opened_ms, route = await self._eval(
+            "resolve_handover",
+            [*k.handover_keys(), k.timers],
+            [
+                now_ms,
+                cid,
+                thread_ts,
+                agent_id,
+                agent_name,
+                flag(replies),
+                reason,
+                idle_before_ms,
+                outcome,
+                note,
+                reopen_window_ms,
+            ],
+        )
+        if int(hid) < 0:
+            return Resolution(-1)
         # A second call (the pool counters live in a slot of their own); were it lost, reconcile()
         # finds the placement stale later.
-        await self.handover_left_channel(cid, hid)
-        return 1
+        await self.handover_left_channel(cid, int(hid))
+        return Resolution(1, int(opened_ms), as_text(route))
 
     # -- channel pools ---------------------------------------------------------------------------------
 
@@ -668,7 +705,7 @@ class Store:
         """Delete everything Redis holds for one conversation (forget.lua), then its thread mappings."""
         k = self.keys(cid)
         keys = [k.conv, k.hist, k.lines, k.out(SLACK), k.out(REPLY), k.ready(SLACK), k.ready(REPLY)]
-        keys += [k.open, k.stats, k.lease(SLACK), k.lease(REPLY), k.dead]
+        keys += [k.open, k.stats, k.lease(SLACK), k.lease(REPLY), k.dead, k.timers]
         deleted, hist, slack, reply, dead, *threads = await self._eval("forget", keys, [cid])
         mappings = 0
         for thread in threads:

@@ -203,7 +203,7 @@ async def slack_interactions(request: web.Request) -> web.Response:
     if not isinstance(payload, dict):
         return error(400, "payload must be a JSON object")
     try:
-        await bridge.slack_events.on_interaction(payload)
+        answer = await bridge.slack_events.on_interaction(payload)
     except PayloadError as e:
         bridge.metrics.slack_events.labels("interaction", "invalid_payload").inc()
         log.warning("slack_request_rejected", status=400, path=request.path, reason=e.problem)
@@ -212,7 +212,7 @@ async def slack_interactions(request: web.Request) -> web.Response:
         bridge.metrics.redis_errors.labels("interaction").inc()
         log.error("interaction_unavailable", status=503, error=type(e).__name__)
         return error(503, "storage unavailable, retry later")
-    return web.Response(status=200)
+    return json_response(answer) if answer else web.Response(status=200)  # (a modal's errors)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -259,6 +259,8 @@ async def metrics(request: web.Request) -> web.Response:
         for lane, count in pending.items():
             bridge.metrics.outbox_pending.labels(lane).set(count)
         bridge.metrics.handovers_open.set(await bridge.store.open_handover_count())
+        if bridge.desk is not None:
+            await bridge.desk.refresh_gauges()
     except STORE_ERRORS:
         bridge.metrics.redis_errors.labels("metrics").inc()
     return web.Response(body=bridge.metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4"})

@@ -446,7 +446,7 @@ async def test_replies_disabled_relays_nothing_and_queues_nothing(
     await eventually(thread_recorded)
     await reply(bridge, root_ts, "nobody to send this to")
     await click(bridge, root_ts, "handover_claim", user=BOB)
-    await wait_until(lambda: action_ids(fake_slack, root_ts) == ["handover_resolve"])
+    await wait_until(lambda: action_ids(fake_slack, root_ts) == ["handover_resolve", "handover_transfer"])
     assert (await store.pending_counts())["reply"] == 0
     assert fake_reply.received() == []
 
@@ -462,7 +462,7 @@ async def test_root_has_claim_and_resolve_buttons_and_shows_muted(
     await bridge.hook(escalation("erin"))
     await wait_until(lambda: len(fake_slack.roots(CHANNEL)) == 1)
     root = fake_slack.roots(CHANNEL)[0]
-    assert action_ids(fake_slack, root.ts) == ["handover_claim", "handover_resolve"]
+    assert action_ids(fake_slack, root.ts) == ["handover_claim", "handover_resolve", "handover_transfer"]
     fields = [f["text"] for b in root.blocks or [] if b["type"] == "section" for f in b.get("fields", [])]
     assert "*Bot muted*\nyes" in fields
 
@@ -476,7 +476,7 @@ async def test_claim_and_resolve_buttons_then_a_new_thread(
 
     await click(bridge, root_ts, "handover_claim", user=BOB)
     await wait_until(lambda: len(of_type(fake_reply, "handover_claimed")) == 1)
-    await wait_until(lambda: action_ids(fake_slack, root_ts) == ["handover_resolve"])
+    await wait_until(lambda: action_ids(fake_slack, root_ts) == ["handover_resolve", "handover_transfer"])
     root = fake_slack.message(CHANNEL, root_ts)
     assert root is not None and "Claimed by <@UAGENT02>" in root.text
     assert [e["ts"] for e in root.edits] == [root_ts]  # chat.update of the root, in place
@@ -495,7 +495,7 @@ async def test_claim_and_resolve_buttons_then_a_new_thread(
 
     await click(bridge, root_ts, "handover_resolve", user=BOB)
     await wait_until(lambda: len(of_type(fake_reply, "handover_resolved")) == 1)
-    await wait_until(lambda: action_ids(fake_slack, root_ts) == [])
+    await wait_until(lambda: action_ids(fake_slack, root_ts) == ["handover_reopen"])
     root = fake_slack.message(CHANNEL, root_ts)
     assert root is not None and "Resolved — by <@UAGENT02>" in root.text
     await wait_until(lambda: any("Resolved by <@UAGENT02>" in t for t in thread_replies(fake_slack, root_ts)))
@@ -541,7 +541,7 @@ async def test_claim_and_resolve_buttons_then_a_new_thread(
     # The next escalation opens a NEW thread, with its own lifecycle.
     new_ts = await open_handover(bridge, fake_slack, fake_reply, client_id="frank")
     assert new_ts != root_ts and len(fake_slack.roots(CHANNEL)) == 2
-    assert action_ids(fake_slack, new_ts) == ["handover_claim", "handover_resolve"]
+    assert action_ids(fake_slack, new_ts) == ["handover_claim", "handover_resolve", "handover_transfer"]
     await reply(bridge, new_ts, "new thread, new reply", user=ALICE)
     await wait_until(lambda: "new thread, new reply" in texts(fake_reply))
     assert texts(fake_reply) == ["Hi Frank, Bob here", "new thread, new reply"]
@@ -571,7 +571,7 @@ async def test_first_reply_auto_claims_and_the_owner_hears_the_claim_first(
     ]
     claimed = of_type(fake_reply, "handover_claimed")[0]
     assert claimed["agent"] == {"slack_user_id": ALICE, "name": "Alice"}
-    await wait_until(lambda: action_ids(fake_slack, root_ts) == [])
+    await wait_until(lambda: action_ids(fake_slack, root_ts) == ["handover_reopen"])
     root = fake_slack.message(CHANNEL, root_ts)
     assert root is not None and len(root.edits) == 2  # claimed, then resolved
     assert "Claimed by <@UAGENT01>" in root.edits[0]["text"] and "Resolved — by <@UAGENT01>" in root.text
@@ -601,7 +601,7 @@ async def test_idle_handover_resolves_itself_and_the_next_escalation_opens_a_new
     resolved = next(r for r in fake_reply.received(ok_only=True) if r.json["type"] == "handover_resolved")
     assert resolved.at - escalated >= 1.0
     assert resolved.json["agent"] is None and resolved.json["thread_ts"] == root_ts
-    await wait_until(lambda: action_ids(fake_slack, root_ts) == [])
+    await wait_until(lambda: action_ids(fake_slack, root_ts) == ["handover_reopen"])
     root = fake_slack.message(CHANNEL, root_ts)
     assert root is not None and "Resolved (no activity)" in root.text
     await wait_until(lambda: any("Resolved automatically" in t for t in thread_replies(fake_slack, root_ts)))
@@ -659,4 +659,4 @@ async def test_interactions_on_unknown_threads_or_other_actions_are_harmless(
     await reply(bridge, root_ts, "sentinel")
     await wait_until(lambda: texts(fake_reply) == ["sentinel"])
     assert lifecycle_types(fake_reply) == ["handover_opened", "handover_claimed", "agent_message"]
-    assert action_ids(fake_slack, root_ts) == ["handover_resolve"]
+    assert action_ids(fake_slack, root_ts) == ["handover_resolve", "handover_transfer"]

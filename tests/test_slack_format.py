@@ -72,14 +72,15 @@ def test_root_message_has_buttons_until_resolved() -> None:
     }
     text, blocks = f.root_message(header)
     actions = [e["action_id"] for b in blocks if b["type"] == "actions" for e in b["elements"]]
-    assert actions == [f.CLAIM_ACTION, f.RESOLVE_ACTION]
+    assert actions == [f.CLAIM_ACTION, f.RESOLVE_ACTION, "handover_transfer"]
     assert "<!subteam^S0FR>" in text  # the owner's configured mention is the one intended ping
     rendered = str(blocks)
     for value in ("c1", "u1", "webchat", "fr-fr", "need help", "french", "HelpIntent", "billing", "yes"):
         assert value in rendered
     _, claimed = f.root_message({**header, "status": "claimed", "agent_id": "UAG"})
     assert [e["action_id"] for b in claimed if b["type"] == "actions" for e in b["elements"]] == [
-        f.RESOLVE_ACTION
+        f.RESOLVE_ACTION,
+        "handover_transfer",
     ]
     assert "<@UAG>" in str(claimed)
     _, resolved = f.root_message({**header, "status": "resolved"})

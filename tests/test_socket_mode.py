@@ -121,13 +121,13 @@ async def test_interactive_envelopes_claim_and_resolve(
     await listen(client, wire("interactive", "env-claim", interactive_payload(root_ts, "handover_claim")))
     assert client.acks == [{"envelope_id": "env-claim"}]
     await wait_until(lambda: "Claimed by <@UAGENT02>" in root_text(fake_slack, root_ts))
-    assert action_ids(fake_slack, root_ts) == ["handover_resolve"]
+    assert action_ids(fake_slack, root_ts) == ["handover_resolve", "handover_transfer"]
 
     await listen(client, wire("interactive", "env-resolve", interactive_payload(root_ts, "handover_resolve")))
     assert client.acks[-1] == {"envelope_id": "env-resolve"}
     await wait_until(lambda: lifecycle_types(fake_reply)[-1:] == ["handover_resolved"])
     assert lifecycle_types(fake_reply) == ["handover_opened", "handover_claimed", "handover_resolved"]
-    await wait_until(lambda: action_ids(fake_slack, root_ts) == [])
+    await wait_until(lambda: action_ids(fake_slack, root_ts) == ["handover_reopen"])
     conv = await bridge.app[BRIDGE].store.conversation(conversation_id("skill1", "carol"))
     assert "state" not in conv
 

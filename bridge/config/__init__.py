@@ -25,6 +25,7 @@ from .schema import (
     Route,
     RouteMatch,
     SlackSection,
+    SlaSection,
     Trigger,
     WebhookSection,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "RepliesSection",
     "Route",
     "RouteMatch",
+    "SlaSection",
     "SlackSection",
     "Trigger",
     "WebhookSection",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from functools import cached_property
 from typing import Annotated, Any, ClassVar
@@ -200,6 +201,38 @@ def _check_route_name(name: str) -> str:
     return name
 
 
+class SlaSection(Section):
+    """Response-time targets (bridge/desk/sla.py); a route's own `sla` replaces the global one."""
+
+    example: ClassVar[str] = "{first_response: 5m, remind_every: 5m, escalate_after: 15m}"
+
+    first_response_s: Annotated[Duration, Field(ge=1.0)] = Field(alias="first_response")
+    remind_every_s: Annotated[Duration, Field(ge=1.0)] | None = Field(None, alias="remind_every")
+    escalate_after_s: Annotated[Duration, Field(ge=1.0)] | None = Field(None, alias="escalate_after")
+    escalate_mention: Mention | None = None
+
+
+def _check_outcome(name: str) -> str:
+    if not re.fullmatch(r"[a-z0-9_-]{1,32}", name):
+        raise Invalid(
+            f"{name!r} is not a short outcome name", "use 1-32 of a-z, 0-9, _ and -, e.g. no_answer"
+        )
+    return name
+
+
+def _outcomes_once(names: list[str]) -> list[str]:
+    if len(set(names)) != len(names):
+        raise Invalid("an outcome is listed twice", "list each outcome once")
+    return names
+
+
+Outcomes = Annotated[
+    list[Annotated[str, AfterValidator(_check_outcome)]],
+    Field(max_length=100),  # a Slack select holds at most 100 options
+    AfterValidator(_outcomes_once),
+]
+
+
 class Route(Section):
     example: ClassVar[str] = "- {name: french, match: {lang: fr-*}, channel: C0123FRENCH}"
 
@@ -209,6 +242,7 @@ class Route(Section):
     mention: Mention | None = None
     # None: the global hours apply; ALWAYS_OPEN: `always` or null in the file.
     business_hours: Annotated[BusinessHours | None, BeforeValidator(_business_hours_or_always)] = None
+    sla: SlaSection | None = None  # None: the global `sla` applies
 
     def hours(self, global_hours: BusinessHours | None) -> BusinessHours | None:
         """The hours this route keeps: its own if it has some, else the global ones."""
@@ -265,6 +299,8 @@ class HandoverSection(Section):
     triggers: list[Trigger] = Field(
         default_factory=lambda: [Trigger(event=ESCALATION_REQUESTED), Trigger(need_help=True)]
     )
+    outcomes: Outcomes = Field(default_factory=list)  # set: Resolve asks for one (bridge/desk)
+    reopen_window_s: Duration = Field(86400.0, alias="reopen_window")
 
 
 class WebhookSection(Section):
@@ -348,6 +384,7 @@ class FileConfig(Section):
     handover: HandoverSection = HandoverSection()
     routes: list[Route] = Field(default_factory=list)
     business_hours: BusinessHours | None = None
+    sla: SlaSection | None = None
     webhook: WebhookSection = WebhookSection()
     delivery: DeliverySection = DeliverySection()
     redis: RedisSection = RedisSection()

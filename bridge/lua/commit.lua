@@ -28,7 +28,10 @@ if hid ~= '' then
     header.thread_ts = ARGV[6]
     header.channel = ARGV[5]  -- the pool's channel the root went to
     redis.call('HSET', conv, 'header', cjson.encode(header))
-    if ARGV[7] == '1' then
+    if header.transfer then  -- the desk's transfer (transfer_handover.lua): the old thread links here
+      transfer_landed(conv, header, ARGV[9], tonumber(ARGV[8]), ARGV[5], ARGV[6], KEYS[2], KEYS[7], KEYS[4],
+        KEYS[5], KEYS[6], ARGV[7])
+    elseif ARGV[7] == '1' then
       local now = tonumber(ARGV[8])
       enqueue(KEYS[5], KEYS[6], KEYS[4], 'reply', ARGV[9], now, 'k', 'lifecycle', 'h', hid,
         'e', lifecycle(conv, 'handover_opened', now, '', '', ARGV[6]), 't', now)

@@ -111,3 +111,33 @@ local function claim(k, cid, now, agent_id, agent_name, replies)
         redis.call('HGET', k.conv, 'thread_ts') or ''), 't', now)
   end
 end
+
+-- The desk's per-handover SLA state (bridge/desk/sla.py), cleared whenever a handover ends or restarts.
+local SLA_FIELDS = {'sla_remind_at', 'sla_escalate_at', 'sla_checked_at', 'sla_breached'}
+
+-- A transferred handover's new root was just posted at (channel, ts) (commit.lua): the old thread
+-- gets its closing line linking here and its root marked "Transferred", the owner is told.
+-- header: the new handover's; out/ready/stats: the slack lane's; out_reply/ready_reply: the reply lane's.
+local function transfer_landed(conv, header, cid, now, channel, ts, out, ready, stats, out_reply,
+                               ready_reply, replies)
+  local t = header.transfer
+  local link = ''
+  if (t.team_url or '') ~= '' then
+    link = string.gsub(t.team_url, '/$', '') .. '/archives/' .. channel .. '/p' .. string.gsub(ts, '%.', '')
+  end
+  local old = cjson.decode(redis.call('HGET', conv, 'moved_header') or '{}')
+  old.status, old.status_at = 'transferred', now
+  old.agent_id, old.agent_name = t.agent_id, t.agent_name
+  old.transferred_to = {route = header.route, channel = channel, link = link}
+  enqueue(out, ready, stats, 'slack', cid, now, 'k', 'note', 'h', t.from_hid, 'e', cjson.encode({
+    type = 'transferred', agent_id = t.agent_id, to_route = header.route, channel = channel, link = link}),
+    't', now)
+  enqueue(out, ready, stats, 'slack', cid, now, 'k', 'update', 'h', t.from_hid, 'e', cjson.encode(old), 't', now)
+  redis.call('HDEL', conv, 'moved_header')
+  if replies == '1' then
+    local event = cjson.decode(lifecycle(conv, 'handover_transferred', now, t.agent_id, t.agent_name, ts))
+    event.from_route, event.to_route, event.from_thread_ts = t.from_route, header.route, t.from_ts
+    enqueue(out_reply, ready_reply, stats, 'reply', cid, now, 'k', 'lifecycle', 'h', header.hid,
+      'e', cjson.encode(event), 't', now)
+  end
+end

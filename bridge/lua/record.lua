@@ -1,6 +1,6 @@
 -- The webhook hot path, in one round trip: dedupe, conversation fields, history, handover claim,
 -- and the Slack outbox append, all atomic.
--- KEYS: conv, hist, out_slack, ready_slack, open, dedupe, stats, lines
+-- KEYS: conv, hist, out_slack, ready_slack, open, dedupe, stats, lines, timers
 -- ARGV (RecordArgs in bridge/store.py, in this order): now_ms, dedupe_ms, hist_max, ttl_ms, cid,
 --       skill_id, client_id, user_id, lang, platform, muted ('1'|'0'|''), entry json|'',
 --       header json|'' (a handover should open), shown_on_open
@@ -75,6 +75,7 @@ elseif ARGV[13] ~= '' then
   redis.call('ZADD', ready, 'NX', now, cid)
   redis.call('HINCRBY', stats, 'slack', n)
   redis.call('ZADD', open, now, cid)
+  redis.call('ZADD', KEYS[9], now, cid)  -- the desk's timers look at it at once (SLA, Home)
   queued, opened = 1, 1
 end
 return {1, queued, opened, hid}

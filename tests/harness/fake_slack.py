@@ -15,6 +15,8 @@ import asyncio
 import base64
 import json
 import math
+import re
+import secrets
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -155,7 +157,15 @@ METHOD_SCOPES: dict[str, str | tuple[str, str]] = {
 # Methods that refuse a channel the bot cannot post in (archived, or not a member).
 _POSTING = frozenset({"chat.postMessage", "chat.postEphemeral"})
 _READING = frozenset({"conversations.history", "conversations.replies"})
-_JSON_FIELDS = ("blocks", "attachments", "metadata")  # sent as JSON strings inside form bodies
+_JSON_FIELDS = ("blocks", "attachments", "metadata", "view")  # sent as JSON strings inside form bodies
+# Views (views.open / views.publish), per Slack's surface limits.
+MAX_VIEW_BLOCKS = 100
+MAX_VIEW_BYTES = 250_000
+MAX_VIEW_TITLE_CHARS = 24  # modal title, submit and close texts
+MAX_PRIVATE_METADATA_CHARS = 3000
+MAX_SELECT_OPTIONS = 100
+TRIGGER_TTL_S = 3.0  # a trigger_id must be exchanged within 3 s of the click
+_TRIGGER_ID = re.compile(r"^\d+\.\d+\.[0-9a-f]+$")
 
 
 class SlackCall(NamedTuple):
@@ -300,12 +310,12 @@ def _offset(cursor: Any) -> int:
         return -1
 
 
-def _block_errors(blocks: Any) -> list[str]:
+def _block_errors(blocks: Any, limit: int = MAX_BLOCKS) -> list[str]:
     if not isinstance(blocks, list):
         return ["must be an array"]
     errors = []
-    if len(blocks) > MAX_BLOCKS:
-        errors.append(f"no more than {MAX_BLOCKS} items allowed [json-pointer:/blocks]")
+    if len(blocks) > limit:
+        errors.append(f"no more than {limit} items allowed [json-pointer:/blocks]")
     for i, block in enumerate(blocks):
         if not isinstance(block, dict) or "type" not in block:
             errors.append(f"missing required field: type [json-pointer:/blocks/{i}]")
@@ -347,6 +357,62 @@ def _list_errors(items: Any, pointer: str, max_items: int, max_chars: int) -> li
     return errors
 
 
+def _plain_text_errors(value: Any, where: str, limit: int) -> list[str]:
+    if not isinstance(value, dict) or value.get("type") != "plain_text" or not value.get("text"):
+        return [f"must be a plain_text object [json-pointer:/view/{where}]"]
+    if len(str(value["text"])) > limit:
+        return [f"must be at most {limit} characters [json-pointer:/view/{where}/text]"]
+    return []
+
+
+def _input_errors(blocks: list[Any]) -> list[str]:
+    """Input blocks: a label and an element; a select holds 1-100 options of text <= 75, value <= 150."""
+    errors = []
+    for i, block in enumerate(blocks):
+        if not isinstance(block, dict) or block.get("type") != "input":
+            continue
+        errors += _plain_text_errors(block.get("label"), f"blocks/{i}/label", 2000)
+        element = block.get("element")
+        if not isinstance(element, dict) or not element.get("type"):
+            errors.append(f"missing required field: element [json-pointer:/view/blocks/{i}]")
+            continue
+        if element["type"] == "static_select":
+            options = element.get("options")
+            if not isinstance(options, list) or not 1 <= len(options) <= MAX_SELECT_OPTIONS:
+                errors.append(f"must hold 1 to {MAX_SELECT_OPTIONS} options [json-pointer:/view/blocks/{i}]")
+                continue
+            for option in options:
+                text = (option.get("text") or {}).get("text", "") if isinstance(option, dict) else ""
+                if not text or len(text) > 75 or len(str(option.get("value", ""))) > 150:
+                    errors.append(f"invalid option [json-pointer:/view/blocks/{i}/element/options]")
+    return errors
+
+
+def _view_errors(view: Any, kind: str) -> list[str]:
+    """Slack's checks of a view payload (a modal for views.open, a home tab for views.publish)."""
+    if not isinstance(view, dict):
+        return ["must be an object [json-pointer:/view]"]
+    if view.get("type") != kind:
+        return [f"must be {kind} [json-pointer:/view/type]"]
+    blocks = view.get("blocks")
+    errors = [e.replace("/blocks", "/view/blocks") for e in _block_errors(blocks, MAX_VIEW_BLOCKS)]
+    if len(str(view.get("private_metadata") or "")) > MAX_PRIVATE_METADATA_CHARS:
+        errors.append("must be at most 3000 characters [json-pointer:/view/private_metadata]")
+    if len(str(view.get("callback_id") or "")) > 255:
+        errors.append("must be at most 255 characters [json-pointer:/view/callback_id]")
+    if kind == "modal":
+        errors += _plain_text_errors(view.get("title"), "title", MAX_VIEW_TITLE_CHARS)
+        for name in ("submit", "close"):
+            if view.get(name) is not None:
+                errors += _plain_text_errors(view[name], name, MAX_VIEW_TITLE_CHARS)
+        if isinstance(blocks, list):
+            has_input = any(isinstance(b, dict) and b.get("type") == "input" for b in blocks)
+            if has_input and view.get("submit") is None:
+                errors.append("submit is required when a view holds input blocks [json-pointer:/view/submit]")
+            errors += _input_errors(blocks)
+    return errors
+
+
 class FakeSlack(HttpFake):
     """Fake Slack Web API. `url` is the slack-sdk base_url ("http://127.0.0.1:PORT/api/")."""
 
@@ -371,6 +437,10 @@ class FakeSlack(HttpFake):
         self.ephemerals: list[dict[str, Any]] = []
         self._reset_conversations()
         self.deleted: list[tuple[str, str]] = []  # (channel, ts) of chat.delete calls that succeeded
+        self.triggers: dict[str, float] = {}  # trigger_id -> when issued (time.monotonic())
+        self.modals: list[dict[str, Any]] = []  # views opened (views.open), in order
+        self.home_views: dict[str, dict[str, Any]] = {}  # user -> their last published Home view
+        self.home_enabled = True  # the app's Home tab (App Home settings); off: views.publish not_enabled
         self.rate_violations = 0
         self.rate_violations_by_channel: dict[str, int] = {}
         self._last_ts = (0, 0)
@@ -414,6 +484,9 @@ class FakeSlack(HttpFake):
         self.channels.clear()
         self.ephemerals.clear()
         self._reset_conversations()
+        self.triggers.clear()
+        self.modals.clear()
+        self.home_views.clear()
 
     def _reset_conversations(self) -> None:
         self.conversations = {
@@ -556,6 +629,15 @@ class FakeSlack(HttpFake):
         )
         self.channels.setdefault(channel, []).append(msg)
         return msg
+
+    def trigger_id(self) -> str:
+        """A fresh trigger_id, as Slack puts in an interaction payload (valid once, for 3 s)."""
+        trigger = f"{int(time.time())}.{secrets.randbelow(10**9)}.{secrets.token_hex(16)}"
+        self.triggers[trigger] = time.monotonic()
+        return trigger
+
+    def permalink(self, channel: str, ts: str) -> str:
+        return f"{TEAM_URL}archives/{channel}/p{ts.replace('.', '')}"
 
     def messages(self, channel: str) -> list[SlackMessage]:
         """Every message of `channel` in the order received (roots and replies)."""
@@ -973,6 +1055,58 @@ class FakeSlack(HttpFake):
         self.ephemerals.append({**params, "message_ts": ts, "_at": now})
         return {"ok": True, "message_ts": ts}
 
+    def _views_open(self, params: dict[str, Any], now: float) -> dict[str, Any]:
+        trigger = str(params.get("trigger_id") or "")
+        if not trigger:
+            return {"ok": False, "error": "invalid_arguments"}
+        if not _TRIGGER_ID.match(trigger) or trigger not in self.triggers:
+            return {"ok": False, "error": "invalid_trigger_id"}
+        issued = self.triggers[trigger]
+        if issued < 0:
+            return {"ok": False, "error": "exchanged_trigger_id"}
+        if now - issued > TRIGGER_TTL_S:
+            return {"ok": False, "error": "expired_trigger_id"}
+        error = self._view_error(params.get("view"), "modal")
+        if error is not None:
+            return error
+        self.triggers[trigger] = -1.0  # exchanged
+        view = dict(params["view"])
+        self.modals.append({**view, "_trigger_id": trigger, "_at": now})
+        return {"ok": True, "view": self._view_api(view)}
+
+    def _views_publish(self, params: dict[str, Any], now: float) -> dict[str, Any]:
+        user = str(params.get("user_id") or "")
+        if not user:
+            return {"ok": False, "error": "invalid_arguments"}
+        if not self.home_enabled:
+            return {"ok": False, "error": "not_enabled"}
+        error = self._view_error(params.get("view"), "home")
+        if error is not None:
+            return error
+        self.home_views[user] = dict(params["view"])
+        return {"ok": True, "view": self._view_api(dict(params["view"]))}
+
+    @staticmethod
+    def _view_error(view: Any, kind: str) -> dict[str, Any] | None:
+        if len(json.dumps(view)) > MAX_VIEW_BYTES:
+            return {"ok": False, "error": "view_too_large"}
+        errors = _view_errors(view, kind)
+        if errors:
+            return {"ok": False, "error": "invalid_arguments", "response_metadata": {"messages": errors}}
+        return None
+
+    @staticmethod
+    def _view_api(view: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": f"V{secrets.token_hex(5).upper()}",
+            "team_id": TEAM_ID,
+            "app_id": APP_ID,
+            "bot_id": BOT_ID,
+            "state": {"values": {}},
+            "hash": f"{int(time.time())}.{secrets.token_hex(4)}",
+            **view,
+        }
+
     def _chat_get_permalink(self, params: dict[str, Any], now: float) -> dict[str, Any]:
         channel = str(params.get("channel") or "")
         if not channel or channel not in self.channels:
@@ -980,7 +1114,7 @@ class FakeSlack(HttpFake):
         msg = self.message(channel, str(params.get("message_ts") or ""))
         if msg is None:
             return {"ok": False, "error": "message_not_found"}
-        link = f"{TEAM_URL}archives/{channel}/p{msg.ts.replace('.', '')}"
+        link = self.permalink(channel, msg.ts)
         if not msg.is_root:
             link += f"?thread_ts={msg.thread_ts}&cid={channel}"
         return {"ok": True, "channel": channel, "permalink": link}
@@ -1009,4 +1143,6 @@ class FakeSlack(HttpFake):
         "users.info": _users_info,
         "conversations.info": _conversations_info,
         "usergroups.users.list": _usergroups_users_list,
+        "views.open": _views_open,
+        "views.publish": _views_publish,
     }
