@@ -16,6 +16,7 @@ from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
 from .events import EventError, IgnoredEvent, parse_event
+from .handover import Recorded
 from .http_body import BodyRejected, decoded, encoding_of, raw_body
 from .keys import SLACK
 from .logs import info_line
@@ -73,9 +74,8 @@ async def smartly_hook(request: web.Request) -> web.Response:
     limit = bridge.config().webhook.max_body_bytes
     try:
         encoding = encoding_of(request)
-        body = decoded(
-            await raw_body(request, limit, bridge.app_config.settings.bridge_body_timeout_s), encoding, limit
-        )
+        raw = await raw_body(request, limit, bridge.app_config.settings.bridge_body_timeout_s)
+        body = decoded(raw, encoding, limit)
     except BodyRejected as e:
         metrics.webhook_event("unknown", e.reason)
         log.warning("webhook_rejected", status=e.status, reason=e.message, limit=limit)
@@ -93,23 +93,34 @@ async def smartly_hook(request: web.Request) -> web.Response:
         return error(e.status, e.message, **extra)
     fields = {"smartly_event": event.event, "skill_id": event.skill_id, "client_id": event.client_id}
     try:
-        result, decision, unreplicated = await bridge.handover.record(event, body_digest(body))
+        recorded = await bridge.handover.record(event, body_digest(body))
     except (*STORE_ERRORS, TimeoutError) as e:
-        # "unknown": Redis may still run what the bridge stopped waiting for. Either way the sender may
-        # retry the identical body: the dedupe window answers it as a duplicate if it was recorded.
-        recorded = "no" if never_sent(e) else "unknown"
-        metrics.webhook_event(event.event, "unavailable")
-        metrics.redis_errors.labels("webhook").inc()
-        log.error("webhook_unavailable", status=503, error=type(e).__name__, recorded=recorded, **fields)
-        return error(503, "storage unavailable, retry later", recorded=recorded)
+        return _unavailable(bridge, e, fields)
+    return _recorded_answer(bridge, recorded, fields)
+
+
+def _unavailable(bridge: Bridge, e: BaseException, fields: dict[str, str]) -> web.Response:
+    """503: "unknown" when Redis may still run what the bridge stopped waiting for. Either way the
+    sender may retry the identical body: the dedupe window answers it as a duplicate if recorded."""
+    recorded = "no" if never_sent(e) else "unknown"
+    bridge.metrics.webhook_event(fields["smartly_event"], "unavailable")
+    bridge.metrics.redis_errors.labels("webhook").inc()
+    log.error("webhook_unavailable", status=503, error=type(e).__name__, recorded=recorded, **fields)
+    return error(503, "storage unavailable, retry later", recorded=recorded)
+
+
+def _recorded_answer(bridge: Bridge, recorded: Recorded, fields: dict[str, str]) -> web.Response:
+    result, decision, unreplicated = recorded
+    metrics = bridge.metrics
+    event = fields["smartly_event"]
     if unreplicated:
         # Recorded on the primary only: a failover now could lose it. The sender's retry is recorded
         # again if that happened (the dedupe key went with it), else it is answered as a duplicate.
-        metrics.webhook_event(event.event, "unreplicated")
+        metrics.webhook_event(event, "unreplicated")
         log.warning("webhook_unreplicated", status=503, **unreplicated, **fields)
         return error(503, "not replicated in time, retry later")
     if not result.recorded:
-        metrics.webhook_event(event.event, "duplicate")
+        metrics.webhook_event(event, "duplicate")
         log.info("webhook_duplicate", **fields)
         return json_response({"ok": True, "duplicate": True})
     if result.queued:
@@ -124,7 +135,7 @@ async def smartly_hook(request: web.Request) -> web.Response:
             hid=result.hid,
             **fields,
         )
-    metrics.webhook_event(event.event, "recorded")
+    metrics.webhook_event(event, "recorded")
     info_line("webhook_recorded", {"queued": result.queued, **fields})
     return ok()
 

@@ -4,16 +4,21 @@ retry, pause or dead letter, never a crash: afterwards every line is delivered o
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import orjson
 import pytest
 from aiohttp import web
 
-from tests.harness import wait_until
+from bridge.embedded import EmbeddedValkey
+from tests.harness import eventually, wait_until
 from tests.harness.bridge_process import BridgeProcess
 from tests.harness.fake_reply import DEFAULT_SECRET, FakeReply
 from tests.harness.fake_slack import DEFAULT_TOKEN, FakeSlack
@@ -215,3 +220,102 @@ async def test_a_redirecting_reply_endpoint_is_never_followed(
     assert_never_crashed(bridge)
     listed = await bridge.cli("outbox", "list-dead")
     assert "redirect" in listed.stdout, listed
+
+
+@pytest.fixture
+async def own_redis(tmp_path: Path) -> AsyncIterator[EmbeddedValkey]:
+    """A Redis of the test's own, to stop and freeze."""
+    server = EmbeddedValkey(tmp_path / "valkey-own")
+    await server.start()
+    try:
+        yield server
+    finally:
+        if server.pid is not None:
+            os.kill(server.pid, signal.SIGCONT)
+        await server.stop()
+
+
+async def bridge_on(
+    tmp_path: Path, server: EmbeddedValkey, slack: FakeSlack, autopipeline: bool
+) -> BridgeProcess:
+    proc = BridgeProcess(
+        tmp_path,
+        redis_url=server.url,
+        slack_url=slack.url,
+        webhook_key=WEBHOOK_KEY,
+        slack_token=DEFAULT_TOKEN,
+        channel=CHANNEL,
+        config={"delivery": FAST, "redis": {"autopipeline": autopipeline}},
+        name=f"bridge-{autopipeline}",
+    )
+    return await proc.started()
+
+
+async def not_ready(bridge: BridgeProcess) -> bool:
+    async with aiohttp.ClientSession() as session, session.get(bridge.url + "/readyz") as response:
+        return response.status == 503
+
+
+async def acknowledged(bridge: BridgeProcess, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """Send `body` until the bridge answers 200 (as Smartly retries), at most 20 s."""
+    deadline = time.monotonic() + 20
+    while (answer := await bridge.hook(body))[0] != 200:
+        assert answer[0] in (0, 503) and time.monotonic() < deadline, answer
+        await asyncio.sleep(0.1)
+    return answer
+
+
+@pytest.mark.parametrize("autopipeline", [True, False])
+async def test_503_says_recorded_no_when_redis_was_never_reached(
+    tmp_path: Path, own_redis: EmbeddedValkey, slack: BrokenProxySlack, autopipeline: bool
+) -> None:
+    bridge = await bridge_on(tmp_path, own_redis, slack, autopipeline)
+    try:
+        await open_thread(bridge, slack, "down")
+        await own_redis.stop()
+        await eventually(lambda: not_ready(bridge))  # the bridge has noticed Redis is gone
+        line = message("down", "down m-000", "ok")
+        status, answer = await bridge.hook(line)
+        assert (status, answer) == (
+            503,
+            {"ok": False, "error": "storage unavailable, retry later", "recorded": "no"},
+        )
+        await wait_until(lambda: bridge.log_events("webhook_unavailable"))
+        [unavailable] = bridge.log_events("webhook_unavailable")
+        assert unavailable["recorded"] == "no"
+        await own_redis.start()
+        status, answer = await acknowledged(bridge, line)  # Smartly retries the identical body
+        assert answer == {"ok": True}  # recorded now, not a duplicate: the first try never reached Redis
+        await wait_until(lambda: count(slack, "down m-000") == 1, timeout_s=10)
+        assert_never_crashed(bridge)
+    finally:
+        await bridge.close()
+
+
+async def test_503_says_recorded_unknown_after_a_timeout_and_a_retry_is_counted_once(
+    tmp_path: Path, own_redis: EmbeddedValkey, slack: BrokenProxySlack
+) -> None:
+    bridge = await bridge_on(tmp_path, own_redis, slack, True)
+    try:
+        await open_thread(bridge, slack, "frozen")
+        line = message("frozen", "frozen m-000", "ok")
+        assert own_redis.pid is not None
+        os.kill(own_redis.pid, signal.SIGSTOP)  # alive but silent: it may still run what it was sent
+        try:
+            started = time.monotonic()
+            status, answer = await bridge.hook(line)
+            waited = time.monotonic() - started
+        finally:
+            os.kill(own_redis.pid, signal.SIGCONT)
+        assert (status, answer.get("recorded"), answer.get("ok")) == (503, "unknown", False)
+        assert waited < 4, waited  # the store deadline (2 s), not a hang
+        status, answer = await acknowledged(bridge, line)  # the identical body, as Smartly retries it
+        assert answer in ({"ok": True}, {"ok": True, "duplicate": True})
+        assert (await bridge.hook(message("frozen", "frozen m-001", "ok")))[0] == 200
+        await wait_until(lambda: count(slack, "frozen m-001") == 1, timeout_s=10)
+        assert count(slack, "frozen m-000") == 1  # recorded once, whichever way it went
+        texts = "\n".join(p.text for p in slack.posts())
+        assert texts.index("frozen m-000") < texts.index("frozen m-001")
+        assert_never_crashed(bridge)
+    finally:
+        await bridge.close()
