@@ -91,7 +91,8 @@ async def describe(
     conv = await store.conversation(cid)
     header = orjson.loads(conv["header"]) if conv.get("header") else {}
     skill_id, client_id = split_conversation_id(cid)
-    channel = conv.get("thread_channel") or header.get("channel", "")
+    # Its thread's channel once posted; before that, the channel or pool the route chose.
+    channel = conv.get("thread_channel") or header.get("channel") or ",".join(header.get("pool", []))
     thread_ts = conv.get("thread_ts", "")
     agent = conv.get("agent_name") or conv.get("agent_id") or ""
     return {
@@ -128,7 +129,7 @@ async def list_handovers(store: Store, slack: SlackApi | None, args: argparse.Na
         row = await describe(store, slack, cid, last_ms, now_ms)
         if args.state and row["state"] != args.state:
             continue
-        if args.channel and row["channel"] != args.channel:
+        if args.channel and args.channel not in row["channel"].split(","):
             continue
         rows.append(row)
         print(orjson.dumps(row).decode() if args.json else text_line(row))

@@ -4,6 +4,7 @@ say the same about long texts (and both match the code)."""
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -65,3 +66,20 @@ def test_config_yaml_and_readme_agree_on_long_texts() -> None:
         assert f"longer than {MAX_LINE_CHARS} is cut there with …" in text
         assert "coalesced into posts of at most" in text
     assert "split into several messages" not in (REPO / "config.yaml").read_text()  # the old, wrong claim
+
+
+def test_every_log_event_is_snake_case() -> None:
+    """Log lines are events with fields, not sentences: `config_reloaded`, never "config reloaded"."""
+    levels = {"debug", "info", "warning", "error", "exception", "critical", "msg"}
+    bad = []
+    for path in (REPO / "bridge").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            if node.func.attr not in levels or not node.args:
+                continue
+            first = node.args[0]
+            is_text = isinstance(first, ast.Constant) and isinstance(first.value, str)
+            if is_text and not re.fullmatch(r"[a-z][a-z0-9_]*", first.value):
+                bad.append(f"{path.relative_to(REPO)}:{node.lineno}: {first.value!r}")
+    assert not bad, bad

@@ -128,6 +128,13 @@ async def test_show_gives_state_history_pending_and_dead_letters(
     [shown] = await cli_json_lines(bridge, "handovers", "show", "skill1", "dee")
     assert [e["kind"] for e in shown["pending"]["slack"]] == ["root", "hist"]
     assert shown["dead_letters"] == [] and shown["permalink"] == ""  # no thread yet
+    rows = {
+        row["client_id"]: row
+        for row in await cli_json_lines(bridge, "handovers", "list", "--channel", CHANNEL)
+    }
+    dee = rows["dee"]  # before its thread exists, the channel its route chose
+    assert (dee["channel"], dee["thread_ts"], dee["permalink"]) == (CHANNEL, "", "")
+    assert dee["waiting_for_slack"] == 2
 
     done = await bridge.cli("handovers", "show", "skill1", "cy")
     assert done.returncode == 0
