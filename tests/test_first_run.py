@@ -86,3 +86,18 @@ def test_cli_next_to_a_stopped_bridge_answers_without_retry_noise(tmp_path: Path
     assert done.stdout == ""
     assert done.stderr.strip() == "0 dead letter(s)"
     assert time.monotonic() - started < 15
+
+
+def test_make_run_listens_on_localhost_unless_bridge_host_says_otherwise() -> None:
+    """The recipe `make run` would execute, with `env` in place of the bridge: what the bridge would get."""
+    dry = subprocess.run(["make", "-n", "run"], cwd=REPO, capture_output=True, text=True, timeout=30)
+    serve = next(line for line in dry.stdout.splitlines() if "bridge serve" in line)
+    recipe = serve.replace("bridge serve", "env").replace(".venv/bin/", "")
+
+    def host_given(environment: dict[str, str]) -> list[str]:
+        env = {"PATH": "/usr/bin:/bin", **environment}
+        done = subprocess.run(["sh", "-c", recipe], capture_output=True, text=True, timeout=30, env=env)
+        return [line for line in done.stdout.splitlines() if line.startswith("BRIDGE_HOST=")]
+
+    assert host_given({}) == ["BRIDGE_HOST=127.0.0.1"]
+    assert host_given({"BRIDGE_HOST": "0.0.0.0"}) == ["BRIDGE_HOST=0.0.0.0"]
