@@ -12,6 +12,7 @@ import structlog
 from aiohttp import web
 
 from .keys import REPLY, SLACK
+from .privacy.audit import ADMIN
 from .privacy.forget import SlackCleaner, forget
 from .runtime import BRIDGE, Bridge
 from .slack_api import SlackFailure
@@ -55,6 +56,8 @@ async def forget_conversation(request: web.Request) -> web.Response:
             skill_id,
             client_id,
             replies=bridge.app_config.replies_enabled,
+            privacy=bridge.config().privacy,
+            actor=ADMIN,
             cleaner=cleaner,
             wake=wake,
         )

@@ -31,6 +31,7 @@ from .http_server import serve_app
 from .keys import REPLY, SLACK
 from .metrics import Metrics
 from .notices import Notifier
+from .privacy.audit import SYSTEM, audit
 from .reload import ConfigHolder
 from .replies import ReplySender
 from .runtime import BRIDGE, Bridge
@@ -327,6 +328,9 @@ async def resolve_idle(bridge: Bridge, idle_s: float) -> int:
             if status > 0:
                 resolved += 1
                 log.info("handover_resolved_idle", cid=cid, idle_s=idle_s)
+                await audit(
+                    bridge.store, bridge.config().privacy, "resolved", actor=SYSTEM, cid=cid, detail="idle"
+                )
                 bridge.deliverer.wake(SLACK, partition)
                 bridge.deliverer.wake(REPLY, partition)
     return resolved

@@ -17,8 +17,9 @@ from .config import ConfigError, check_config_main
 from .handovers_cli import add_parser as add_handovers_parser
 from .handovers_cli import handovers_main
 from .logs import configure_logging
+from .privacy.audit import CLI, audit
 from .privacy_cli import add_parsers as add_privacy_parsers
-from .privacy_cli import forget_main
+from .privacy_cli import audit_main, forget_main
 from .settings import AppConfig, SettingsError, load_app_config
 from .store import STORE_OR_SOCKET_ERRORS
 
@@ -84,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(handovers_main(app_config, args))
         if args.command == "forget":
             return asyncio.run(forget_main(app_config, args))
+        if args.command == "audit":
+            return asyncio.run(audit_main(app_config, args))
         return asyncio.run(_outbox(app_config, args))
     except RedisUnreachable as e:
         print(f"bridge: {e}", file=sys.stderr)
@@ -135,6 +138,10 @@ async def _outbox(app_config: AppConfig, args: argparse.Namespace) -> int:
             print(f"bridge: no dead letter {missing}", file=sys.stderr)
         replayed = 0
         for letter in chosen:
-            replayed += await store.replay(letter, int(time.time() * 1000))
+            if await store.replay(letter, int(time.time() * 1000)):
+                replayed += 1
+                detail = f"{letter.lane} {letter.kind} (was {letter.reason})"
+                privacy = app_config.file.privacy
+                await audit(store, privacy, "dead_letter_replayed", actor=CLI, cid=letter.cid, detail=detail)
         print(f"replayed {replayed} dead letter(s)")
         return 1 if unknown else 0

@@ -17,6 +17,7 @@ import orjson
 from .cli_redis import cli_store
 from .keys import LANES, SLACK, conversation_id, split_conversation_id
 from .metrics import Metrics
+from .privacy.audit import CLI, audit
 from .settings import AppConfig
 from .slack_api import SlackApi, SlackFailure
 from .store import Store
@@ -210,6 +211,9 @@ async def resolve(store: Store, app_config: AppConfig, args: argparse.Namespace)
     if status < 0:
         print(f"bridge: no open handover for {args.skill_id} {args.client_id}", file=sys.stderr)
         return 1
+    await audit(
+        store, app_config.file.privacy, "resolved", actor=CLI, cid=cid, detail="bridge handovers resolve"
+    )
     told = "backend told handover_resolved" if app_config.replies_enabled else "no BRIDGE_REPLY_URL here"
     print(f"resolved {args.skill_id} {args.client_id} ({reason}); root updated, {told}")
     return 0

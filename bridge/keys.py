@@ -24,6 +24,7 @@ lives in a slot of its own: it runs on standalone Redis only, see Store.begin_po
   bridge:user:<slack user id>   string  cached users.info display name
   bridge:usergroup:<S…>         string  members of a slack.agents user group (JSON), 10 min
   bridge:meta                   hash    partition count, checked at start so it never changes silently
+  bridge:audit                  stream  the audit trail (privacy.audit): who did what to which handover
   bridge:{chan}:placed          hash    cid → "<channel> <hid>": the channel each open handover's thread is in
   bridge:{chan}:open:<channel>  zset    cids of the handovers open in that channel, scored by placement ms
                                         (both under one hash tag: one script picks a pool's least loaded
@@ -157,6 +158,7 @@ def usergroup_key(group: str) -> str:
 
 
 META_KEY = f"{PREFIX}meta"
+AUDIT_KEY = f"{PREFIX}audit"
 PLACED_KEY = f"{PREFIX}{{chan}}:placed"
 CHANNEL_OPEN_PREFIX = f"{PREFIX}{{chan}}:open:"
 

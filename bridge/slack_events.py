@@ -20,6 +20,7 @@ from .desk import NOT_MINE, Desk, DeskActions
 from .keys import REPLY, SLACK
 from .metrics import Metrics
 from .notices import CLICK, NOT_RELAYED, TAKE_OVER_ACTION, Notifier, taken_blocks
+from .privacy.audit import audit
 from .slack_api import Identity
 from .slack_format import CLAIM_ACTION, RESOLVE_ACTION
 from .slack_payloads import (
@@ -151,6 +152,10 @@ class SlackEvents:
         self.metrics.slack_events.labels("message", "relayed").inc()
         log.info("agent_reply_queued", cid=cid, agent=user, **fields)
         self._wake(cid)
+        privacy = self.config().privacy
+        if status == 2:
+            await audit(self.store, privacy, "claimed", actor=user, cid=cid, detail="by replying")
+        await audit(self.store, privacy, "reply_relayed", actor=user, cid=cid, detail=f"thread {thread_ts}")
         return None
 
     def _not_relayed_reason(self, event: MessageEvent) -> str | None:
@@ -237,6 +242,8 @@ class SlackEvents:
             self._wake(cid)
             if self.desk is not None:  # the Home tab is out of date
                 await self.desk.store.mark_home_dirty()
+            action = _AUDITED[action_id]
+            await audit(self.store, self.config().privacy, action, actor=user.id, cid=cid, detail="button")
         elif status == -2 and self.notifier:
             holder = (await self.store.conversation(cid)).get("agent_id", "")
             text, blocks = taken_blocks(holder, root_ts)
@@ -264,3 +271,4 @@ class SlackEvents:
 
 # Store answers of claim/resolve -> outcome label (-2: another agent has it, see claim_handover.lua).
 _OUTCOMES = {1: "done", 0: "unchanged", -1: "not_open", -2: "taken"}
+_AUDITED = {CLAIM_ACTION: "claimed", TAKE_OVER_ACTION: "taken_over", RESOLVE_ACTION: "resolved"}

@@ -27,6 +27,7 @@ from redis.exceptions import (
 )
 
 from .keys import (
+    AUDIT_KEY,
     CHANNEL_OPEN_PREFIX,
     LANES,
     META_KEY,
@@ -428,7 +429,8 @@ class Store:
         dedupe_ms: int,
         claim_on_reply: bool,
     ) -> tuple[int, int]:
-        """Queue an agent reply; returns (1 queued | 0 duplicate | -1 not open, first response ms)."""
+        """Queue an agent reply; returns (1 queued | 2 queued and claimed by this reply | 0 duplicate |
+        -1 not open, first response ms)."""
         k = self.keys(cid)
         status, first_after = await self._eval(
             "agent_message",
@@ -700,6 +702,16 @@ class Store:
         )
 
     # -- privacy ---------------------------------------------------------------------------------------
+
+    async def append_audit(self, fields: dict[str, str], *, now_ms: int, retention_ms: int) -> None:
+        """One audit entry (privacy/audit.py); entries older than the retention go (exact MINID: the
+        trail is small, and an entry past its retention must not linger for a macro node to fill)."""
+        await self.redis.xadd(AUDIT_KEY, fields, minid=str(max(now_ms - retention_ms, 0)), approximate=False)
+
+    async def audit_entries(self, since_ms: int) -> list[dict[str, str]]:
+        """The audit trail from `since_ms` on, oldest first."""
+        rows = await self.redis.xrange(AUDIT_KEY, min=str(since_ms), max="+")
+        return [{as_text(k): as_text(v) for k, v in fields.items()} for _, fields in rows]
 
     async def forget(self, cid: str) -> Forgotten:
         """Delete everything Redis holds for one conversation (forget.lua), then its thread mappings."""

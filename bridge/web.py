@@ -20,6 +20,7 @@ from .handover import Recorded
 from .http_body import BodyRejected, decoded, encoding_of, raw_body
 from .keys import SLACK
 from .logs import info_line
+from .privacy.audit import SYSTEM, audit_soon
 from .runtime import BRIDGE, Bridge
 from .slack_payloads import PayloadError
 from .store import STORE_ERRORS, STORE_OR_SOCKET_ERRORS, body_digest, never_sent
@@ -134,6 +135,10 @@ def _recorded_answer(bridge: Bridge, recorded: Recorded, fields: dict[str, str])
             channel=",".join(decision.pool),
             hid=result.hid,
             **fields,
+        )
+        detail = f"hid={result.hid} trigger={decision.trigger} route={decision.route}"
+        audit_soon(
+            bridge.store, bridge.config().privacy, "opened", actor=SYSTEM, cid=result.cid, detail=detail
         )
     metrics.webhook_event(event, "recorded")
     info_line("webhook_recorded", {"queued": result.queued, **fields})

@@ -367,6 +367,7 @@ class RedactDetector(Section):
 class PrivacySection(Section):
     redact: list[RedactDetector] = Field(default_factory=list)
     redact_stored: bool = False  # true: history is redacted before it is written to Redis, too
+    audit: bool = False  # true: handover changes and admin actions go to the audit trail (bridge audit)
     audit_retention_s: Duration = Field(90 * 86400.0, alias="audit_retention")
 
     @cached_property

@@ -4,7 +4,8 @@
 -- before the agent's first words reach the user.
 -- KEYS: conv, out_slack, ready_slack, out_reply, ready_reply, stats, open, lines, seen
 -- ARGV: now_ms, cid, thread_ts, agent_id, message json, dedupe_ms, claim_on_reply ('1'|'0')
--- Returns {status, first_response_after_ms}: status 1 queued, 0 duplicate, -1 not an open handover thread
+-- Returns {status, first_response_after_ms}: status 1 queued (2: queued, and this reply claimed the
+-- handover), 0 duplicate, -1 not an open handover thread
 local k = handover_keys()
 local now, cid = tonumber(ARGV[1]), ARGV[2]
 local state = open_state(k.conv, ARGV[3])
@@ -13,8 +14,10 @@ if not redis.call('SET', KEYS[9], '1', 'NX', 'PX', ARGV[6]) then return {0, 0} e
 
 local c = redis.call('HMGET', k.conv, 'skill_id', 'client_id', 'user_id', 'platform', 'lang', 'hid',
   'first_response_at', 'opened_at')
+local status = 1
 if state == 'open' and ARGV[7] == '1' then
   claim(k, cid, now, ARGV[4], '', '1')
+  status = 2
 end
 local message = cjson.decode(ARGV[5])
 message.type = 'agent_message'
@@ -31,4 +34,4 @@ if not c[7] then
   redis.call('HSET', k.conv, 'first_response_at', now)
   first_after = now - tonumber(c[8] or now)
 end
-return {1, first_after}
+return {status, first_after}

@@ -20,10 +20,12 @@ from typing import Any
 import structlog
 
 from ..config import DeliverySection
+from ..config.schema import PrivacySection
 from ..keys import conversation_id
 from ..results import Forgotten
 from ..slack_api import Identity, SlackApi, SlackFailure
 from ..store import Store
+from .audit import audit
 
 log = structlog.get_logger("bridge.privacy")
 
@@ -147,6 +149,8 @@ async def forget(
     client_id: str,
     *,
     replies: bool,
+    privacy: PrivacySection,
+    actor: str,
     cleaner: SlackCleaner | None = None,
     wake: Callable[[int], None] | None = None,
     drain_s: float = DRAIN_TIMEOUT_S,
@@ -154,20 +158,12 @@ async def forget(
     """Forget one conversation (see the module docstring). Raises SlackFailure (Redis untouched) when
     Slack refuses a deletion, and the store's errors."""
     cid = conversation_id(skill_id, client_id)
-    resolved = (
-        await store.resolve_handover(
-            cid,
-            thread_ts="",
-            agent_id="",
-            agent_name="",
-            now_ms=now_ms(),
-            replies=replies,
-            reason=FORGET_REASON,
-        )
-        > 0
+    status = await store.resolve_handover(
+        cid, thread_ts="", agent_id="", agent_name="", now_ms=now_ms(), replies=replies, reason=FORGET_REASON
     )
-    undelivered = 0
+    resolved, undelivered = status > 0, 0
     if resolved:
+        await audit(store, privacy, "resolved", actor=actor, cid=cid, detail=FORGET_REASON)
         if wake is not None:
             wake(store.partition_of(cid))
         undelivered = await _drained(store, cid, drain_s)
@@ -178,7 +174,11 @@ async def forget(
     if swept:  # a key added to keys.py but not to forget.lua: deleted anyway, and said loudly
         await store.redis.delete(*swept)
         log.warning("forget_swept_unknown_keys", count=len(swept), fix="add them to forget.lua")
-    return ForgetReport(skill_id, client_id, resolved, undelivered, removed, swept, slack)
+    report = ForgetReport(skill_id, client_id, resolved, undelivered, removed, swept, slack)
+    counts = " ".join(f"{name}={count}" for name, count in report.as_dict()["removed"].items())
+    deleted = f" slack_deleted={slack.deleted} slack_others={slack.others_remaining}" if slack else ""
+    await audit(store, privacy, "forgotten", actor=actor, cid=cid, detail=counts + deleted)
+    return report
 
 
 async def _drained(store: Store, cid: str, wait_s: float) -> int:
