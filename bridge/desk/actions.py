@@ -13,6 +13,7 @@ import orjson
 import structlog
 
 from ..notices import CLICK
+from ..privacy.audit import audit
 from ..slack_api import SlackFailure
 from ..slack_format import CLAIM_ACTION, RESOLVE_ACTION
 from ..slack_payloads import Interaction, InteractionUser, parse
@@ -60,6 +61,9 @@ class DeskActions:
         self.desk = desk
         self.refusal = refusal
         self.act = act
+
+    async def _audit(self, action: str, actor: str, cid: str, detail: str) -> None:
+        await audit(self.desk.base, self.desk.config().privacy, action, actor=actor, cid=cid, detail=detail)
 
     def _count(self, kind: str, result: str, **fields: Any) -> None:
         self.desk.metrics.slack_events.labels(kind, result).inc()
@@ -146,6 +150,7 @@ class DeskActions:
         )
         if status > 0:
             await self.desk.changed(cid)
+            await self._audit("reopened", user.id, cid, "button")
         else:
             await self.desk.slack.tell(fields["channel"], user.id, _REOPEN_REFUSED[status])
         self._count(text.REOPEN_ACTION, "done" if status > 0 else "refused", **fields)
@@ -200,6 +205,8 @@ class DeskActions:
                 cid, thread_ts=ts, agent_id=agent_id, agent_name=agent_name, outcome=outcome, note=note
             )
         self._count("handover_resolve", "done" if status > 0 else "not_open", outcome=outcome, agent=agent_id)
+        if status > 0 and found is not None:
+            await self._audit("resolved", agent_id, found[0], f"outcome={outcome}")
         return None if status > 0 else _errors("outcome", "This handover is no longer open.")
 
     async def _transfer_submitted(
@@ -241,4 +248,5 @@ class DeskActions:
             return _errors("route", "This handover is no longer open.")
         await self.desk.changed(cid)
         self._count("handover_transfer", "done", **fields)
+        await self._audit("transferred", agent_id, cid, f"to_route={route}")
         return None

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from ..config import SlaSection
+from ..privacy import redact
 from ..slack_format import _TRIGGER_LABELS, CLAIM_ACTION, RESOLVE_ACTION, escape, shown
 
 TRANSFER_ACTION = "handover_transfer"
@@ -241,7 +242,7 @@ def home_entry(entry: Any, link: str, sla: str, now_ms: int) -> dict[str, Any]:
     )
     who = f"claimed by <@{h['agent_id']}>" if entry.state == "claimed" and h.get("agent_id") else "unclaimed"
     lines = [
-        f"*{_link(link, h.get('client_id') or entry.cid)}* · {facts}",
+        f"*{_link(link, redact(h.get('client_id') or entry.cid))}* · {facts}",
         f":hourglass: {waited(now_ms - entry.opened_ms)} · {who}" + (f" · {sla}" if sla else ""),
     ]
     if entry.said:
