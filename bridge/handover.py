@@ -137,6 +137,8 @@ class Handover:
         decision = rules.decide(event, config, self.default_pool(), now)
         entry = history_entry(event, now_ms)
         header = root_header(event, decision, config.slack.root_fields) if decision else None
+        if header is not None and config.handover.outcomes:
+            header["resolve_modal"] = True  # (the desk) Resolve opens a modal: no confirm dialog first
         privacy = config.privacy
         if privacy.redact_stored and privacy.redact:
             redacted_stored(entry, header, privacy.redactor)

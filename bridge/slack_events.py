@@ -209,10 +209,11 @@ class SlackEvents:
         if self.desk is not None:
             answer = await DeskActions(self.desk, self._refusal, self._act).on_interaction(body)
             if answer is not NOT_MINE:
-                return answer  # type: ignore[no-any-return]
+                return answer
         payload = parse(Interaction, body)
         if payload.type != "block_actions":
-            return self._ignore("interaction", "type", type=payload.type)
+            self._ignore("interaction", "type", type=payload.type)
+            return None
         for action in payload.actions:
             if action.action_id == TAKE_OVER_ACTION:  # clicked on the ephemeral: the root is in the value
                 await self._act(action.action_id, payload.user, payload.channel_id, action.value)
@@ -220,6 +221,7 @@ class SlackEvents:
                 await self._act(action.action_id, payload.user, payload.channel_id, payload.message_ts)
             else:
                 self._ignore("interaction", "action", action_id=action.action_id)
+        return None
 
     async def _act(self, action_id: str, user: InteractionUser, channel: str, root_ts: str) -> None:
         cid = await self.store.thread_conversation(channel, root_ts)

@@ -236,6 +236,8 @@ def root_message(header: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
                 },
             }
         )
+        if header.get("resolve_modal"):  # (the desk's outcomes modal asks instead)
+            buttons[-1].pop("confirm")
         buttons.append(desk_text.transfer_button())
         blocks.append({"type": "actions", "elements": buttons})
     mention = f"{header['mention']} " if header.get("mention") and status == "open" else ""

@@ -82,6 +82,7 @@ class SocketModeListener:
         else:  # slash_commands and the like: acked so Slack stops sending, otherwise unused
             self.metrics.slack_events.labels("socket_mode", "ignored_type").inc()
             log.info("socket_mode_envelope_ignored", type=kind)
+        return None
 
 
 def socket_mode_ctx(app_config: AppConfig) -> Callable[[web.Application], AsyncIterator[None]]:

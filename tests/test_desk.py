@@ -484,3 +484,47 @@ async def test_transfer_opens_a_new_thread_in_the_target_route_and_closes_the_ol
     await wait_until(lambda: len(of_type(fake_reply, "agent_message")) == 1)
     await asyncio.sleep(0.3)
     assert [b["text"] for b in of_type(fake_reply, "agent_message")] == ["from the new thread"]
+
+
+# -- the same over Socket Mode, and the root's Resolve button --------------------------------------------
+
+
+def resolve_button(fake_slack: FakeSlack, root_ts: str) -> dict[str, Any]:
+    root = fake_slack.message(CHANNEL, root_ts)
+    assert root is not None and root.blocks is not None
+    actions = next(b for b in root.blocks if b["type"] == "actions")
+    return next(e for e in actions["elements"] if e["action_id"] == "handover_resolve")
+
+
+async def test_modal_errors_ride_on_the_socket_mode_ack(
+    make_bridge: Any, fake_slack: FakeSlack, fake_reply: FakeReply
+) -> None:
+    from tests.test_socket_mode import RecordingClient, listener_of, wire
+
+    bridge = await make_bridge(file={"handover": {"outcomes": ["solved"]}})
+    root_ts = await open_handover(bridge, fake_slack, fake_reply, client_id="zoe")
+    resolve = resolve_button(fake_slack, root_ts)
+    assert resolve["action_id"] == "handover_resolve" and "confirm" not in resolve  # the modal asks instead
+    client = RecordingClient()
+    listen = listener_of(bridge)
+    await listen(client, wire("interactive", "env-click", button(fake_slack, root_ts, "handover_resolve")))
+    assert client.acks == [{"envelope_id": "env-click"}] and len(fake_slack.modals) == 1
+    wrong = submission(fake_slack.modals[0], {"outcome": selected("nope")})
+    await listen(client, wire("interactive", "env-submit", wrong))
+    assert client.acks[-1]["envelope_id"] == "env-submit"
+    assert client.acks[-1]["payload"]["response_action"] == "errors"
+    right = submission(fake_slack.modals[0], {"outcome": selected("solved")})
+    await listen(client, wire("interactive", "env-submit-2", right))
+    assert client.acks[-1] == {"envelope_id": "env-submit-2"}
+    await wait_until(
+        lambda: [b.get("outcome") for b in of_type(fake_reply, "handover_resolved")] == ["solved"]
+    )
+
+
+async def test_without_outcomes_the_root_asks_to_confirm(
+    make_bridge: Any, fake_slack: FakeSlack, fake_reply: FakeReply
+) -> None:
+    bridge = await make_bridge()
+    root_ts = await open_handover(bridge, fake_slack, fake_reply, client_id="zed")
+    resolve = resolve_button(fake_slack, root_ts)
+    assert resolve["action_id"] == "handover_resolve" and resolve["confirm"]["title"]["text"]

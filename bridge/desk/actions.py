@@ -148,7 +148,8 @@ class DeskActions:
             now_ms=now_ms(),
             replies=self.desk.replies_enabled,
         )
-        if status > 0:
+        if status > 0:  # back in its pool channel's count (its resolve took it out)
+            await self.desk.base.place_handover(cid, status, [fields["channel"]], now_ms())
             await self.desk.changed(cid)
             await self._audit("reopened", user.id, cid, "button")
         else:

@@ -53,7 +53,8 @@ class DeskStore:
     async def reopen(
         self, cid: str, *, thread_ts: str, agent_id: str, agent_name: str, now_ms: int, replies: bool
     ) -> int:
-        """1 reopened; -1 not a resolved handover of this thread; -2 another one is open; -3 too late."""
+        """Its hid (> 0) reopened; -1 not a resolved handover of this thread; -2 another one is open;
+        -3 too late."""
         k = self.store.keys(cid)
         return int(
             await self.store._eval(

@@ -3,7 +3,7 @@
 -- no newer handover has opened for this conversation.
 -- KEYS: conv, out_slack, ready_slack, out_reply, ready_reply, stats, open, lines, timers
 -- ARGV: now_ms, cid, thread_ts, agent_id, agent_name, replies ('1'|'0')
--- Returns 1 reopened, -1 not a resolved handover of this thread, -2 another handover is open,
+-- Returns the hid (> 0) reopened, -1 not a resolved handover of this thread, -2 another one is open,
 --         -3 the reopen window has passed
 local k = handover_keys()
 local now, cid, thread_ts = tonumber(ARGV[1]), ARGV[2], ARGV[3]
@@ -41,4 +41,4 @@ if ARGV[6] == '1' then
   enqueue(k.out_reply, k.ready_reply, k.stats, 'reply', cid, now, 'k', 'lifecycle', 'h', c[2],
     'e', cjson.encode(event), 't', now)
 end
-return 1
+return tonumber(c[2])
