@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from http import HTTPStatus
 from typing import Any
 
@@ -19,7 +20,6 @@ import structlog
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
-from aiohttp.web_runner import GracefulExit
 
 log = structlog.get_logger("bridge.web")
 
@@ -68,12 +68,21 @@ class JsonErrorRunner(web.AppRunner):
 
 
 async def _serve(runner: web.AppRunner, host: str, port: int, backlog: int) -> None:
+    """Serve until SIGTERM/SIGINT, then clean up INSIDE this task while every other task still runs:
+    delivery's shutdown grace lets in-flight posts finish and be committed. (Raising GracefulExit
+    out of the loop, as aiohttp's handlers do, would make asyncio.run cancel those tasks at once.)"""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port, backlog=backlog).start()
-        await asyncio.Event().wait()  # until SIGTERM/SIGINT (GracefulExit) cancels this task
+        await stop.wait()
     finally:
         await runner.cleanup()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
 
 
 def serve_app(app: web.Application, *, host: str, port: int, backlog: int, shutdown_timeout: float) -> None:
@@ -84,6 +93,6 @@ def serve_app(app: web.Application, *, host: str, port: int, backlog: int, shutd
         "shutdown_timeout": shutdown_timeout,
         "keepalive_timeout": 75.0,
     }
-    runner = JsonErrorRunner(app, handle_signals=True, **options)
-    with contextlib.suppress(GracefulExit, KeyboardInterrupt):
+    runner = JsonErrorRunner(app, handle_signals=False, **options)
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(runner, host, port, backlog))
