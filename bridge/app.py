@@ -42,6 +42,7 @@ from .slack_upkeep import slack_upkeep
 from .socket_mode import socket_mode_ctx
 from .store import STORE_DEADLINE_S, STORE_ERRORS, STORE_OR_SOCKET_ERRORS, AnyRedis, Store, close_quietly
 from .web import BodySignatureVerifier, add_routes
+from .web_files import add_file_routes
 
 log = structlog.get_logger("bridge.app")
 
@@ -106,6 +107,7 @@ def create_app(app_config: AppConfig, *, handle_signals: bool = False) -> web.Ap
     app.cleanup_ctx.append(socket_mode_ctx(app_config))  # last in, first out: events stop before workers
     add_routes(app)
     add_admin_routes(app)
+    add_file_routes(app)
     return app
 
 
@@ -215,6 +217,7 @@ def _bridge_ctx(app_config: AppConfig):
             agents=AgentDirectory(slack, store, lambda: holder.current),
             notifier=Notifier(slack),
             desk=bridge.desk,
+            file_links=app_config.file_links,
         )
         app[BRIDGE] = bridge
         identity_task = asyncio.create_task(_fetch_identity(bridge))

@@ -79,6 +79,10 @@ def needed_scopes(app_config: AppConfig, channels: Iterable[str]) -> list[str]:
         scopes += ["groups:history", "groups:read"]
     if any(agent.startswith("S") for agent in app_config.file.slack.agents or ()):
         scopes.append("usergroups:read")  # slack.agents names user groups
+    if app_config.replies_enabled:
+        scopes.append("reactions:write")  # receipts on agents' replies
+    if app_config.file_links is not None:
+        scopes.append("files:read")  # files agents share, relayed as links
     return scopes
 
 

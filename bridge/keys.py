@@ -10,6 +10,7 @@ lives in a slot of its own: it runs on standalone Redis only, see Store.begin_po
   bridge:{p}:hist:<cid>         list    history entries (JSON), capped and expiring with the conversation
   bridge:{p}:lines:<cid>        list    the open handover's lines (history shown at open, exchanges,
                                         agents' replies) for handover_resolved's transcript; capped
+  bridge:{p}:sent:<cid>         hash    Slack ts of a relayed agent reply -> "<reply id> <relayed ms>"
   bridge:{p}:out:<lane>:<cid>   stream  what must still be delivered, in order (lane: slack | reply)
   bridge:{p}:ready:<lane>       zset    conversations with pending entries, scored by when they are due
   bridge:{p}:lease:<lane>:<cid> string  the worker delivering this conversation right now (PX lease)
@@ -85,6 +86,10 @@ class Keys:
     @property
     def lines(self) -> str:
         return f"{self.tag}lines:{self.cid}"
+
+    @property
+    def sent(self) -> str:
+        return f"{self.tag}sent:{self.cid}"
 
     def out(self, lane: str) -> str:
         return f"{self.out_prefix(lane)}{self.cid}"

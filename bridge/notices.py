@@ -16,7 +16,9 @@ from typing import Any
 import structlog
 
 from .agents import NOT_AN_AGENT, OTHER_WORKSPACE
+from .config import format_duration
 from .slack_api import SlackApi, SlackFailure
+from .slack_format import escape
 
 log = structlog.get_logger("bridge.notices")
 
@@ -29,9 +31,8 @@ NOT_RELAYED: dict[str, str] = {
     NOT_AN_AGENT: "Only the agents listed in the bridge's slack.agents can answer the user: "
     "your reply was not sent to them.",
     OTHER_WORKSPACE: "Replies from another workspace are never sent to the user: your reply stayed in Slack.",
-    "edit": "Edits are not sent to the user: they keep the first version. Send a new reply to correct it.",
     "subtype": "This kind of message is not sent to the user: write a plain reply in the thread.",
-    "empty": "Only text is sent to the user: files and messages without text stay in Slack.",
+    "empty": "Only text and files are sent to the user: this message had neither.",
     "handover_closed": "This handover is resolved: your reply was not sent to the user.",
 }
 
@@ -42,6 +43,22 @@ CLICK: dict[str, str] = {
     "unchanged": "You already have this handover.",
     "not_open": "This handover is already resolved.",
 }
+
+
+def files_not_relayed(refused: list[str], *, text_sent: bool) -> str:
+    """Files of a reply that were not relayed (file_links.relay_files says why, one line each)."""
+    lines = ["Not sent to the user:", *(f"• {escape(line)}" for line in refused)]
+    if text_sent:
+        lines.append("The text of your message was sent.")
+    return "\n".join(lines)
+
+
+def late_edit(window_s: float) -> str:
+    """An edit of a relayed reply after replies.edit_window: the user keeps the version they have."""
+    return (
+        f"Your edit was not sent to the user: a reply can be edited for {format_duration(window_s)} "
+        "after it is sent. Send a new reply instead."
+    )
 
 
 def taken_blocks(holder: str, root_ts: str) -> tuple[str, list[dict[str, Any]]]:

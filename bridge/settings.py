@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .config import FileConfig, load_config, parse_channel_pool
 from .config.check import check_env_channel
+from .file_links import FileLinks
 from .http_body import BODY_TIMEOUT_S
 
 
@@ -46,6 +47,7 @@ class Settings(BaseSettings):
 
     bridge_reply_url: str | None = None
     bridge_reply_secret: SecretStr | None = None
+    bridge_public_url: str | None = None  # where the user's side reaches /files/<token> (file links)
 
 
 class SettingsError(Exception):
@@ -106,6 +108,14 @@ class AppConfig:
     @property
     def replies_enabled(self) -> bool:
         return bool(self.settings.bridge_reply_url)
+
+    @cached_property
+    def file_links(self) -> FileLinks | None:
+        """Links to files agents share: with a reply endpoint (whose secret keys them) and a public URL."""
+        s = self.settings
+        if not (self.replies_enabled and s.bridge_reply_secret and s.bridge_public_url):
+            return None
+        return FileLinks.create(s.bridge_reply_secret.get_secret_value(), s.bridge_public_url)
 
     def secrets(self) -> list[str]:
         """Every secret value in force, so logs and error bodies can be scrubbed of them."""

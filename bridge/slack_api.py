@@ -7,6 +7,7 @@ and shares Slack's rate limits across replicas.
 from __future__ import annotations
 
 import re
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin
@@ -99,6 +100,9 @@ PERMANENT_ERRORS = frozenset(
         "file_not_found",
         "file_deleted",
         "already_reacted",
+        "bad_timestamp",
+        "thread_locked",
+        "not_visible",
         "too_many_reactions",
         "too_many_emoji",
         "invalid_name",
@@ -394,6 +398,32 @@ class SlackApi:
     async def delete(self, channel: str, ts: str) -> None:
         """chat.delete: a bot token deletes the bot's own messages only (cant_delete_message)."""
         await self._call("chat.delete", channel=channel, ts=ts)
+
+    async def react(self, channel: str, ts: str, name: str) -> None:
+        """Add the bot's reaction `name` to a message; one already there is as good as added."""
+        try:
+            await self._call("reactions.add", channel=channel, timestamp=ts, name=name)
+        except SlackFailure as e:
+            if e.reason != "already_reacted":
+                raise
+
+    async def file_info(self, file_id: str) -> dict[str, Any]:
+        """Slack's file object (files.info; scope files:read)."""
+        data = await self._call("files.info", file=file_id)
+        file = data.get("file")
+        return file if isinstance(file, dict) else {}
+
+    def download(self, url: str) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
+        """GET a file's url_private_download with the bot token (the caller streams the answer)."""
+        assert self.session is not None
+        return self.session.get(
+            url,
+            headers={"Authorization": f"Bearer {self.client.token}"},
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout.total, sock_read=30),
+            allow_redirects=True,
+            proxy=self.client.proxy or None,
+            ssl=self.client.ssl if self.client.ssl is not None else True,
+        )
 
     async def user_name(self, user_id: str) -> str | None:
         try:

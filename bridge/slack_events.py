@@ -17,12 +17,21 @@ from .agents import AgentDirectory
 from .config import FileConfig
 from .delivery import iso
 from .desk import NOT_MINE, Desk, DeskActions
+from .file_links import FileLinks, relay_files
 from .keys import REPLY, SLACK
 from .metrics import Metrics
-from .notices import CLICK, NOT_RELAYED, TAKE_OVER_ACTION, Notifier, taken_blocks
+from .notices import (
+    CLICK,
+    NOT_RELAYED,
+    TAKE_OVER_ACTION,
+    Notifier,
+    files_not_relayed,
+    late_edit,
+    taken_blocks,
+)
 from .privacy.audit import audit
 from .slack_api import Identity
-from .slack_format import CLAIM_ACTION, RESOLVE_ACTION
+from .slack_format import CLAIM_ACTION, RESOLVE_ACTION, RETRY_ACTION
 from .slack_payloads import (
     Envelope,
     EventHead,
@@ -37,9 +46,11 @@ from .store import Store
 
 log = structlog.get_logger("bridge.slack_events")
 
-# Human message subtypes that still are a reply to relay; every other subtype (edits, deletions,
-# joins, bot messages...) is ignored (and its author told why, see notices.NOT_RELAYED).
+# Human message subtypes that still are a reply to relay; edits and deletions of relayed replies are
+# relayed as such (EDIT_SUBTYPES, _on_edit); every other subtype (joins, bot messages...) is ignored
+# (and its author told why, see notices.NOT_RELAYED).
 RELAYED_SUBTYPES = frozenset({"thread_broadcast", "file_share"})
+EDIT_SUBTYPES = frozenset({"message_changed", "message_deleted"})
 EVENT_DEDUPE_MS = 24 * 3600 * 1000
 
 
@@ -54,6 +65,7 @@ class SlackEvents:
     agents: AgentDirectory | None = None  # None: anyone may act (tests of the transport alone)
     notifier: Notifier | None = None  # None: nobody is told why
     desk: Desk | None = None  # the agent desk (bridge/desk): Home tab, modals, desk buttons
+    file_links: FileLinks | None = None  # None: files shared by agents are not relayed
 
     def _ignore(self, kind: str, reason: str, **fields: Any) -> None:
         self.metrics.slack_events.labels(kind, f"ignored_{reason}").inc()
@@ -101,8 +113,8 @@ class SlackEvents:
         )
 
     async def _on_message(self, event: MessageEvent, event_id: str) -> None:
-        if event.subtype == "message_changed":
-            return await self._on_edit(event)
+        if event.subtype in EDIT_SUBTYPES:
+            return await self._on_edit(event, event_id)
         channel, thread_ts, ts, user = event.channel, event.thread_ts or "", event.ts or "", event.user
         me = self.identity()
         fields = {"channel": channel, "thread_ts": thread_ts}
@@ -125,11 +137,18 @@ class SlackEvents:
         if cid is None:
             return self._ignore("message", "unknown_thread", **fields)
         now_ms = int(time.time() * 1000)
+        files = self._files(event, now_ms)
+        if not text.strip() and not files:  # only files, none of them relayed (the agent was told)
+            return self._ignore("message", "files_not_relayed", cid=cid, **fields)
         message = {
             "id": event_id or f"{channel}:{ts}",
             "slack_text": text,
+            "files": files,
             "agent": {"slack_user_id": user, "name": ""},
             "sent_at": iso(ts_ms(ts)) if ts else iso(now_ms),
+            # Where its receipt goes (the reply lane pops these): the agent's own message.
+            "slack_channel": channel,
+            "slack_ts": ts,
         }
         status, first_after_ms = await self.store.agent_message(
             cid,
@@ -140,6 +159,7 @@ class SlackEvents:
             now_ms=now_ms,
             dedupe_ms=EVENT_DEDUPE_MS,
             claim_on_reply=True,
+            slack_ts=ts,
         )
         if status < 0:
             return await self._not_relayed("handover_closed", channel, thread_ts, user, cid=cid)
@@ -165,7 +185,7 @@ class SlackEvents:
         refusal = self._refusal(event.user, event.author_team)
         if refusal:
             return refusal
-        if not event.text.strip():  # e.g. a file shared without a comment: nothing the user could read
+        if not event.text.strip() and not event.files:  # nothing the user could read
             return "empty"
         return None
 
@@ -173,19 +193,75 @@ class SlackEvents:
         me = self.identity()
         return self.agents.refusal(user, team, me.team_id if me else "") if self.agents else None
 
-    async def _on_edit(self, event: MessageEvent) -> None:
-        """message_changed: an agent edited a reply the user already has (or Slack unfurled a link,
-        which has no `edited` and is no news to anyone)."""
-        edited = event.message
+    async def _on_edit(self, event: MessageEvent, event_id: str) -> None:
+        """message_changed / message_deleted of a relayed reply: relayed as agent_message_edited /
+        _deleted (agent_edit.lua); an unfurl (no `edited`) is no news to anyone."""
+        deleted = event.subtype == "message_deleted"
+        edited = event.previous_message if deleted else event.message
+        ts = (event.deleted_ts if deleted else edited.ts if edited else None) or ""
+        thread_ts = (edited.thread_ts if edited else None) or ""
+        fields = {"channel": event.channel, "thread_ts": thread_ts, "subtype": event.subtype or ""}
         me = self.identity()
-        fields = {"channel": event.channel, "thread_ts": (edited.thread_ts if edited else "") or ""}
-        if edited is None or edited.edited is None or not edited.user or edited.bot_id:
-            return self._ignore("message", "subtype", subtype="message_changed", **fields)
-        if me and edited.user == me.user_id:
-            return self._ignore("message", "self", **fields)
-        if not edited.thread_ts or edited.thread_ts == edited.ts or self._is_private(edited.text):
-            return self._ignore("message", "subtype", subtype="message_changed", **fields)
-        await self._not_relayed("edit", event.channel, edited.thread_ts, edited.user)
+        if edited is None or not edited.user or edited.bot_id or (me and edited.user == me.user_id):
+            return self._ignore("message", "edit_not_a_reply", **fields)
+        unfurled = not deleted and (edited.edited is None or self._unchanged(event))
+        if unfurled or not ts or not thread_ts or thread_ts == ts or self._is_private(edited.text):
+            return self._ignore("message", "edit_not_relayed", **fields)
+        if not self.replies_enabled:
+            return self._ignore("message", "no_reply_endpoint", **fields)
+        cid = await self.store.thread_conversation(event.channel, thread_ts)
+        if cid is None:
+            return self._ignore("message", "unknown_thread", **fields)
+        window_s = self.config().replies.edit_window_s
+        now_ms = int(time.time() * 1000)
+        status, reply_id = await self.store.agent_edit(
+            cid,
+            thread_ts=thread_ts,
+            agent_id=edited.user,
+            slack_ts=ts,
+            deleted=deleted,
+            slack_text=edited.text,
+            window_ms=int(window_s * 1000),
+            event_id=event_id or f"{event.channel}:{ts}:{event.subtype}:{now_ms}",
+            now_ms=now_ms,
+            dedupe_ms=EVENT_DEDUPE_MS,
+        )
+        if status == -3:
+            self._tell(event.channel, thread_ts, edited.user, late_edit(window_s))
+        if status <= 0:
+            reason = {0: "duplicate", -1: "handover_closed", -2: "edit_not_relayed", -3: "edit_window"}
+            return self._ignore("message", reason[status], cid=cid, **fields)
+        self.metrics.slack_events.labels(event.subtype or "edit", "relayed").inc()
+        log.info("agent_edit_queued", cid=cid, agent=edited.user, reply=reply_id, deleted=deleted, **fields)
+        self._wake(cid)
+        return None
+
+    @staticmethod
+    def _unchanged(event: MessageEvent) -> bool:
+        before, after = event.previous_message, event.message
+        return before is not None and after is not None and before.text == after.text
+
+    def _files(self, event: MessageEvent, now_ms: int) -> list[dict[str, Any]]:
+        """The message's files as agent_message carries them; the author is told about the others."""
+        if not event.files:
+            return []
+        replies = self.config().replies
+        files, refused = relay_files(
+            [f.model_dump() for f in event.files],
+            links=self.file_links,
+            max_bytes=replies.max_file_bytes,
+            expires_s=now_ms // 1000 + int(replies.file_link_ttl_s),
+        )
+        if refused:
+            text = files_not_relayed(refused, text_sent=bool(event.text.strip()))
+            self._tell(event.channel, event.thread_ts or "", event.user, text)
+            self.metrics.slack_events.labels("file", "not_relayed").inc(len(refused))
+            log.info("files_not_relayed", agent=event.user, channel=event.channel, files=len(refused))
+        return files
+
+    def _tell(self, channel: str, thread_ts: str, user: str, text: str) -> None:
+        if self.notifier and user:
+            self.notifier.tell(channel, user, text, thread_ts=thread_ts)
 
     async def _not_relayed(self, reason: str, channel: str, thread_ts: str, user: str, **fields: Any) -> None:
         """Log it; in a handover thread, tell the author why (explanations live in notices.py)."""
@@ -195,6 +271,20 @@ class SlackEvents:
             return
         if "cid" in fields or await self.store.thread_conversation(channel, thread_ts) is not None:
             self.notifier.tell(channel, user, text, thread_ts=thread_ts)
+
+    async def _retry(self, value: str, agent_id: str) -> None:
+        """The reply_retry button: its dead-lettered reply goes back to the end of the reply outbox
+        (as `bridge outbox replay` does); delivered then, it gets its check mark."""
+        cid, _, dead_id = value.rpartition(" ")
+        letter = await self.store.dead_letter(cid, dead_id) if cid and dead_id else None
+        if letter is None or letter.lane != REPLY:  # replayed already, or not ours to replay
+            return self._ignore("interaction", "retry_unknown", agent=agent_id)
+        replayed = await self.store.replay(letter, int(time.time() * 1000))
+        self.metrics.slack_events.labels(RETRY_ACTION, "done" if replayed else "unchanged").inc()
+        log.info("reply_retry", cid=cid, dead=dead_id, agent=agent_id, replayed=replayed)
+        if replayed:
+            self._wake(cid)
+        return None
 
     def _wake(self, cid: str) -> None:
         partition = self.store.partition_of(cid)
@@ -215,7 +305,9 @@ class SlackEvents:
             self._ignore("interaction", "type", type=payload.type)
             return None
         for action in payload.actions:
-            if action.action_id == TAKE_OVER_ACTION:  # clicked on the ephemeral: the root is in the value
+            if action.action_id == RETRY_ACTION:  # on the ephemeral about a dead-lettered reply
+                await self._retry(action.value, payload.user.id)
+            elif action.action_id == TAKE_OVER_ACTION:  # clicked on the ephemeral: the root is in the value
                 await self._act(action.action_id, payload.user, payload.channel_id, action.value)
             elif action.action_id in (CLAIM_ACTION, RESOLVE_ACTION):
                 await self._act(action.action_id, payload.user, payload.channel_id, payload.message_ts)

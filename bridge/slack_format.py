@@ -20,6 +20,7 @@ from .slack_limits import MESSAGE_TEXT_MAX, cut, fit_blocks
 
 CLAIM_ACTION = "handover_claim"
 RESOLVE_ACTION = "handover_resolve"
+RETRY_ACTION = "reply_retry"  # on the ephemeral about a dead-lettered reply: put it back in the outbox
 # Longest line of user or bot text kept in one history line, so one entry always fits one message.
 MAX_LINE_CHARS = 1500
 SECTION_TEXT_LIMIT = 3000  # Block Kit section text limit
@@ -320,6 +321,31 @@ def slack_to_plain(text: str, user_name: Callable[[str], str | None]) -> str:
 
 def mentioned_users(text: str) -> list[str]:
     return [m.group(2) for m in _MENTION.finditer(text) if m.group(1) == "@" and not m.group(3)]
+
+
+# -- what agents are told about their own messages (ephemeral, only they see it) ----------------------
+
+
+def ephemeral_message(notice: dict[str, Any]) -> tuple[str, list[dict[str, Any]] | None]:
+    """An ephemeral notice's text and blocks: a plain explanation, or a dead-lettered reply with the
+    reply_retry button (its value names the dead letter: "<cid> <dead id>")."""
+    if not notice.get("dead"):
+        return str(notice.get("text", "")), None
+    text = (
+        ":warning: Your reply could not be delivered to the user "
+        f"(the bot's endpoint refused it: {escape(str(notice.get('reason', '')))})."
+    )
+    button = {
+        "type": "button",
+        "action_id": RETRY_ACTION,
+        "text": {"type": "plain_text", "text": "Retry"},
+        "value": f"{notice.get('cid', '')} {notice['dead']}",
+    }
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+        {"type": "actions", "elements": [button]},
+    ]
+    return text, blocks
 
 
 from .desk import text as desk_text  # noqa: E402  (the desk's parts of roots and notes; it uses the above)

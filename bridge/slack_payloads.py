@@ -38,7 +38,7 @@ class _Model(BaseModel):
 
 
 class EditedMessage(_Model):
-    """`message` of a message_changed event: the message as edited."""
+    """`message` of a message_changed event: the message as edited (`previous_message`: before)."""
 
     user: SlackId = ""
     ts: SlackTs | None = None
@@ -46,6 +46,17 @@ class EditedMessage(_Model):
     text: Text = ""
     bot_id: SlackId | None = None
     edited: dict[str, Any] | None = None  # present on a real edit, absent on an unfurl
+
+
+class SharedFile(_Model):
+    """One of a message's `files` (file_share): what file_links.relay_files reads."""
+
+    id: SlackId = ""
+    name: str = ""
+    title: str = ""
+    mimetype: str = ""
+    size: int | None = None
+    mode: str = ""
 
 
 class MessageEvent(_Model):
@@ -64,6 +75,9 @@ class MessageEvent(_Model):
     user_team: SlackId | None = None
     team: SlackId | None = None
     message: EditedMessage | None = None  # message_changed
+    previous_message: EditedMessage | None = None  # message_changed, message_deleted
+    deleted_ts: SlackTs | None = None  # message_deleted
+    files: list[SharedFile] = []  # file_share (or any message carrying files)
 
     @property
     def author_team(self) -> str:

@@ -154,6 +154,9 @@ class Store:
             "transfer_handover",
             "desk_tick",
             "desk_open",
+            "notice",
+            "bury_reply",
+            "agent_edit",
         ):
             self._scripts[name] = redis.register_script(_script_source(name))
 
@@ -318,15 +321,27 @@ class Store:
         replies: bool = False,
         release: bool = False,
         fetch_limit: int = 0,
+        receipt: dict[str, Any] | None = None,
     ) -> Commit:
         """Drop delivered entries; `root` = (hid, channel, ts) of a root message that was just posted;
         `release`: hand the conversation back too if nothing is left (saves release()'s call);
-        `fetch_limit`: when entries are left, read them as fetch() would (saves fetch()'s call)."""
+        `fetch_limit`: when entries are left, read them as fetch() would (saves fetch()'s call);
+        `receipt`: a reaction to queue in the slack lane for what was delivered (lib.lua `notice`)."""
         k = self.keys(cid)
         hid, channel, ts = root or ("", "", "")
         held, pending, released, *fetched = await self._eval(
             "commit",
-            [k.conv, k.out(lane), k.lease(lane), k.stats, k.out(REPLY), k.ready(REPLY), k.ready(lane)],
+            [
+                k.conv,
+                k.out(lane),
+                k.lease(lane),
+                k.stats,
+                k.out(REPLY),
+                k.ready(REPLY),
+                k.ready(lane),
+                k.out(SLACK),
+                k.ready(SLACK),
+            ],
             [
                 worker,
                 lease_ms,
@@ -339,6 +354,7 @@ class Store:
                 cid,
                 flag(release),
                 fetch_limit,
+                orjson.dumps(receipt) if receipt else "",
                 *ids,
             ],
         )
@@ -428,13 +444,15 @@ class Store:
         now_ms: int,
         dedupe_ms: int,
         claim_on_reply: bool,
+        slack_ts: str = "",
     ) -> tuple[int, int]:
         """Queue an agent reply; returns (1 queued | 2 queued and claimed by this reply | 0 duplicate |
-        -1 not open, first response ms)."""
+        -1 not open, first response ms). `slack_ts`: the reply's own message, mapped to the reply's id
+        for its edits (agent_edit)."""
         k = self.keys(cid)
         status, first_after = await self._eval(
             "agent_message",
-            [*k.handover_keys(), k.seen(event_id)],
+            [*k.handover_keys(), k.seen(event_id), k.sent],
             [
                 now_ms,
                 cid,
@@ -443,9 +461,82 @@ class Store:
                 orjson.dumps(message),
                 dedupe_ms,
                 flag(claim_on_reply),
+                slack_ts,
             ],
         )
         return int(status), int(first_after)
+
+    async def agent_edit(
+        self,
+        cid: str,
+        *,
+        thread_ts: str,
+        agent_id: str,
+        slack_ts: str,
+        deleted: bool,
+        slack_text: str,
+        window_ms: int,
+        event_id: str,
+        now_ms: int,
+        dedupe_ms: int,
+    ) -> tuple[int, str]:
+        """Queue agent_message_edited / _deleted for the relayed reply at `slack_ts`: (status, reply id),
+        status 1 queued, 0 duplicate, -1 not open, -2 not a relayed reply, -3 edit past `window_ms`."""
+        k = self.keys(cid)
+        status, reply_id = await self._eval(
+            "agent_edit",
+            [*k.handover_keys(), k.seen(event_id), k.sent],
+            [
+                now_ms,
+                cid,
+                thread_ts,
+                agent_id,
+                slack_ts,
+                "deleted" if deleted else "edited",
+                slack_text,
+                window_ms,
+                dedupe_ms,
+            ],
+        )
+        return int(status), as_text(reply_id)
+
+    async def notice(self, cid: str, kind: str, data: dict[str, Any], now_ms: int) -> None:
+        """Queue a Slack notice for an agent (kind "reaction" or "ephemeral") in the slack lane."""
+        k = self.keys(cid)
+        await self._eval(
+            "notice",
+            [k.out(SLACK), k.ready(SLACK), k.stats, k.conv],
+            [cid, now_ms, kind, orjson.dumps(data)],
+        )
+
+    async def bury_reply(
+        self,
+        cid: str,
+        entry_id: str,
+        reason: str,
+        now_ms: int,
+        *,
+        reaction: dict[str, Any] | None,
+        ephemeral: dict[str, Any] | None,
+        hid: str,
+    ) -> str:
+        """Dead-letter one reply-lane entry and queue its notices (bury_reply.lua); the dead id."""
+        k = self.keys(cid)
+        dead_id = await self._eval(
+            "bury_reply",
+            [k.out(REPLY), k.dead, k.stats, k.conv, k.out(SLACK), k.ready(SLACK)],
+            [
+                cid,
+                reason,
+                now_ms,
+                DEAD_MAXLEN,
+                entry_id,
+                orjson.dumps(reaction) if reaction else "",
+                orjson.dumps(ephemeral) if ephemeral else "",
+                hid,
+            ],
+        )
+        return as_text(dead_id)
 
     async def claim_handover(
         self,
@@ -671,25 +762,20 @@ class Store:
 
     async def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
         rows = await self._per_partition("xrange", lambda k: k.dead, "-", "+", limit)
-        letters = []
-        for partition, entries in enumerate(rows):
-            for entry_id, fields in entries:
-                f = {as_text(a): as_text(b) for a, b in fields.items()}
-                letters.append(
-                    DeadLetter(
-                        id=as_text(entry_id),
-                        partition=partition,
-                        lane=f.get("lane", ""),
-                        cid=f.get("cid", ""),
-                        reason=f.get("reason", ""),
-                        kind=f.get("k", ""),
-                        at_ms=int(f.get("at") or 0),
-                        data=orjson.loads(f["e"]) if f.get("e") else {},
-                        channel=f.get("channel", ""),
-                    )
-                )
+        letters = [
+            _dead_letter(partition, entry_id, fields)
+            for partition, entries in enumerate(rows)
+            for entry_id, fields in entries
+        ]
         letters.sort(key=lambda d: stream_id_key(d.id))  # burial order: "…-10" after "…-9"
         return letters
+
+    async def dead_letter(self, cid: str, dead_id: str) -> DeadLetter | None:
+        """One dead letter of `cid`'s partition by id (a reply_retry button names it)."""
+        k = self.keys(cid)
+        found = await self.redis.xrange(k.dead, dead_id, dead_id)
+        letter = _dead_letter(k.partition, *found[0]) if found else None
+        return letter if letter is not None and letter.cid == cid else None
 
     async def replay(self, letter: DeadLetter, now_ms: int) -> bool:
         k = self.keys(letter.cid)
@@ -717,7 +803,7 @@ class Store:
         """Delete everything Redis holds for one conversation (forget.lua), then its thread mappings."""
         k = self.keys(cid)
         keys = [k.conv, k.hist, k.lines, k.out(SLACK), k.out(REPLY), k.ready(SLACK), k.ready(REPLY)]
-        keys += [k.open, k.stats, k.lease(SLACK), k.lease(REPLY), k.dead, k.timers]
+        keys += [k.open, k.stats, k.lease(SLACK), k.lease(REPLY), k.dead, k.timers, k.sent]
         deleted, hist, slack, reply, dead, *threads = await self._eval("forget", keys, [cid])
         mappings = 0
         for thread in threads:
@@ -742,6 +828,21 @@ class Store:
             return []
         pattern = f"{self.keys(cid).tag}*:{cid}"
         return [as_text(key) async for key in self.redis.scan_iter(match=pattern, count=1000)]
+
+
+def _dead_letter(partition: int, entry_id: Any, fields: Any) -> DeadLetter:
+    f = {as_text(a): as_text(b) for a, b in fields.items()}
+    return DeadLetter(
+        id=as_text(entry_id),
+        partition=partition,
+        lane=f.get("lane", ""),
+        cid=f.get("cid", ""),
+        reason=f.get("reason", ""),
+        kind=f.get("k", ""),
+        at_ms=int(f.get("at") or 0),
+        data=orjson.loads(f["e"]) if f.get("e") else {},
+        channel=f.get("channel", ""),
+    )
 
 
 def body_digest(body: bytes) -> str:

@@ -262,6 +262,7 @@ async def test_thread_reply_reaches_the_reply_endpoint_signed(
         "platform": "webchat",
         "lang": "fr-fr",
         "text": "Bonjour, je regarde ça <tout de suite>",
+        "files": [],
         "agent": {"slack_user_id": ALICE, "name": "Alice"},
         "thread_ts": root_ts,
         "sent_at": "2026-11-25T09:46:40.000Z",

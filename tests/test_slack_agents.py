@@ -154,7 +154,7 @@ async def test_other_workspace_never_acts_or_is_relayed(
     assert of_type(fake_reply, "handover_claimed")[0]["agent"]["slack_user_id"] == ALICE
 
 
-async def test_edits_and_unrelayed_types_are_explained_notes_and_bots_are_not(
+async def test_unrelayed_types_are_explained_edits_relayed_notes_and_bots_not_told(
     make_bridge: Any, fake_slack: FakeSlack, fake_reply: FakeReply
 ) -> None:
     bridge = await make_bridge()
@@ -184,16 +184,18 @@ async def test_edits_and_unrelayed_types_are_explained_notes_and_bots_are_not(
     await reply(bridge, root_ts, "/me waves", subtype="me_message")
     await reply(bridge, root_ts, "sentinel")
     await wait_until(lambda: texts(fake_reply) == ["first version", "sentinel"])
-    await wait_until(lambda: len(fake_slack.ephemerals) == 2)
+    # The edit within replies.edit_window is relayed (issue 17), the unfurl and the note are not.
+    assert [b["text"] for b in of_type(fake_reply, "agent_message_edited")] == ["second version"]
+    await wait_until(lambda: len(fake_slack.ephemerals) == 1)
     told = ephemerals_to(fake_slack, ALICE)
-    assert [e["text"].split(" ")[0] for e in told] == ["Edits", "This"]
+    assert [e["text"].split(" ")[0] for e in told] == ["This"]
     assert all(e["thread_ts"] == root_ts for e in told)
     # Outside a handover thread nobody is told anything.
     envelope = thread_reply_event(CHANNEL, "1600000000.000001", "x", subtype="me_message")
     assert await bridge.slack_event(envelope) == (200, {"ok": True})
     await reply(bridge, root_ts, "sentinel 2")
     await wait_until(lambda: texts(fake_reply)[-1:] == ["sentinel 2"])
-    assert len(fake_slack.ephemerals) == 2
+    assert len(fake_slack.ephemerals) == 1
 
 
 async def test_app_rate_limited_is_an_error_and_counted(bridge: BridgeClient) -> None:

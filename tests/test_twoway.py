@@ -3,19 +3,33 @@ valkey-server, the fake Slack Web API and the fake reply endpoint (which verifie
 
 from __future__ import annotations
 
+import asyncio
+import time
+import urllib.parse
 from typing import Any
 
 import orjson
 
 from bridge import transcript as t
 from bridge.events import parse_event
+from bridge.file_links import FileLinks
 from bridge.handover import history_entry
+from bridge.runtime import BRIDGE
 from bridge.slack_format import history_lines, user_said
 from tests.harness import wait_until
-from tests.harness.fake_reply import FakeReply
-from tests.harness.fake_slack import FakeSlack
-from tests.helpers import message
-from tests.test_agents import ALICE, BOB, click, of_type, open_handover, reply, thread_replies
+from tests.harness.fake_reply import DEFAULT_SECRET, FakeReply
+from tests.harness.fake_slack import FakeSlack, SlackFile
+from tests.helpers import CHANNEL, message, thread_reply_event
+from tests.test_agents import (
+    ALICE,
+    BOB,
+    click,
+    of_type,
+    open_handover,
+    reply,
+    texts,
+    thread_replies,
+)
 
 # -- non-text input from the user ------------------------------------------------------------------
 
@@ -145,3 +159,343 @@ async def test_transcript_over_the_cap_drops_the_oldest_lines(
     assert len(orjson.dumps(lines)) <= 2048
     assert lines[-1]["text"] == "answer 29" and lines[-2]["text"].startswith("message number 29 ")
     assert not any("my parcel is late" in line["text"] for line in lines)  # the oldest went first
+
+
+# -- receipts ----------------------------------------------------------------------------------------
+
+
+def said(
+    fake_slack: FakeSlack, root_ts: str, text: str, *, user: str = ALICE, **extra: Any
+) -> dict[str, Any]:
+    """An agent's thread message as Slack holds it (so reactions can land on it) and delivers it."""
+    msg = fake_slack.add_message(CHANNEL, text, user=user, thread_ts=root_ts)
+    return thread_reply_event(CHANNEL, root_ts, text, user=user, ts=msg.ts, **extra)
+
+
+def retry_click(channel: str, value: str, *, user: str = ALICE) -> bytes:
+    """The reply_retry button of an ephemeral message, as Slack posts its block_actions payload."""
+    payload = {
+        "type": "block_actions",
+        "user": {"id": user, "username": "alice", "name": "alice", "team_id": "TFAKE0001"},
+        "channel": {"id": channel, "name": "support"},
+        "container": {
+            "type": "message",
+            "message_ts": "1700000000.000900",
+            "channel_id": channel,
+            "is_ephemeral": True,
+        },
+        "actions": [
+            {
+                "action_id": "reply_retry",
+                "block_id": "r",
+                "type": "button",
+                "value": value,
+                "action_ts": f"{time.time():.6f}",
+            }
+        ],
+    }
+    return urllib.parse.urlencode({"payload": orjson.dumps(payload).decode()}).encode()
+
+
+async def test_accepted_reply_gets_a_check_mark(
+    make_bridge: Any, fake_slack: FakeSlack, fake_reply: FakeReply
+) -> None:
+    bridge = await make_bridge()
+    root_ts = await open_handover(bridge, fake_slack, fake_reply)
+    event = said(fake_slack, root_ts, "on it")
+    assert await bridge.slack_event(event) == (200, {"ok": True})
+    ts = event["event"]["ts"]
+    await wait_until(lambda: fake_slack.reactions(CHANNEL, ts) == ["white_check_mark"])
+    assert texts(fake_reply) == ["on it"]
+    [call] = fake_slack.calls_to("reactions.add")
+    assert call.params == {"channel": CHANNEL, "timestamp": ts, "name": "white_check_mark"}
+    body = of_type(fake_reply, "agent_message")[0]
+    assert "slack_ts" not in body and "slack_channel" not in body
+
+
+async def test_refused_reply_gets_a_warning_and_a_retry_button_then_its_check_mark(
+    make_bridge: Any, fake_slack: FakeSlack, fake_reply: FakeReply
+) -> None:
+    bridge = await make_bridge()
+    root_ts = await open_handover(bridge, fake_slack, fake_reply)
+    await click(bridge, root_ts, "handover_claim")
+    await wait_until(lambda: len(of_type(fake_reply, "handover_claimed")) == 1)
+    fake_reply.fail_with_status(400, times=1)
+    event = said(fake_slack, root_ts, "this one bounces")
+    ts = event["event"]["ts"]
+    assert await bridge.slack_event(event) == (200, {"ok": True})
+    await wait_until(lambda: fake_slack.reactions(CHANNEL, ts) == ["warning"])
+    await wait_until(lambda: len(fake_slack.ephemerals) == 1)
+    ephemeral = fake_slack.ephemerals[0]
+    assert (ephemeral["channel"], ephemeral["user"], ephemeral["thread_ts"]) == (CHANNEL, ALICE, root_ts)
+    assert "http_400" in ephemeral["text"]
+    [button] = [e for b in ephemeral["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    assert button["action_id"] == "reply_retry"
+    store = bridge.app[BRIDGE].store
+    [dead] = await store.dead_letters()
+    assert (dead.lane, dead.reason, dead.data["slack_text"]) == ("reply", "http_400", "this one bounces")
+    assert button["value"] == f"{dead.cid} {dead.id}"
+    assert texts(fake_reply) == []
+
+    assert await bridge.interaction(retry_click(CHANNEL, button["value"])) == 200
+    await wait_until(lambda: texts(fake_reply) == ["this one bounces"])
+    await wait_until(lambda: fake_slack.reactions(CHANNEL, ts) == ["warning", "white_check_mark"])
+    assert await store.dead_letters() == []
+    # A second click (the ephemeral stays on screen) finds nothing to retry: nothing sent twice.
+    assert await bridge.interaction(retry_click(CHANNEL, button["value"])) == 200
+    assert await bridge.interaction(retry_click(CHANNEL, "skill1:carol 0-1")) == 200
+    await reply(bridge, root_ts, "sentinel")
+    await wait_until(lambda: "sentinel" in texts(fake_reply))
+    assert texts(fake_reply) == ["this one bounces", "sentinel"]
+
+
+async def test_reactions_are_paced_and_never_hold_up_replies(
+    make_bridge: Any, fake_slack: FakeSlack, fake_reply: FakeReply
+) -> None:
+    bridge = await make_bridge()
+    root_ts = await open_handover(bridge, fake_slack, fake_reply)
+    fake_slack.rate_limit_for(2.0, retry_after=2, methods=["reactions.add"])
+    events = [said(fake_slack, root_ts, f"reply {i}") for i in range(3)]
+    started = time.monotonic()
+    for event in events:
+        assert await bridge.slack_event(event) == (200, {"ok": True})
+    await wait_until(lambda: len(texts(fake_reply)) == 3)
+    assert time.monotonic() - started < 1.5  # the replies did not wait for Slack's reactions
+    assert all(fake_slack.reactions(CHANNEL, e["event"]["ts"]) == [] for e in events)
+    await wait_until(
+        lambda: all(fake_slack.reactions(CHANNEL, e["event"]["ts"]) for e in events), timeout_s=8
+    )
+    refused = [c for c in fake_slack.calls_to("reactions.add") if c.status == 429]
+    assert len(refused) == 1  # the channel paused on Retry-After, not hammered
+
+
+# -- files from agents -------------------------------------------------------------------------------
+
+PUBLIC_URL = "https://bridge.example/support"
+
+
+def file_share(
+    fake_slack: FakeSlack, root_ts: str, text: str, *shared: SlackFile, user: str = ALICE
+) -> dict[str, Any]:
+    return said(
+        fake_slack, root_ts, text, user=user, subtype="file_share", files=[f.to_api() for f in shared]
+    )
+
+
+async def fetch(bridge: Any, url: str) -> tuple[int, bytes, Any]:
+    assert url.startswith(f"{PUBLIC_URL}/files/")
+    response = await bridge.client.get(url.removeprefix(PUBLIC_URL))
+    return response.status, await response.read(), response.headers
+
+
+async def test_a_file_is_relayed_and_downloaded_through_its_signed_link(
+    make_bridge: Any, fake_slack: FakeSlack, fake_reply: FakeReply
+) -> None:
+    bridge = await make_bridge(bridge_public_url=PUBLIC_URL + "/")
+    root_ts = await open_handover(bridge, fake_slack, fake_reply)
+    content = bytes(range(256)) * 4000  # 1 MB, every byte value
+    invoice = fake_slack.add_file("invoice 2026.pdf", content, mimetype="application/pdf")
+    photo = fake_slack.add_file("photo.png", b"\x89PNG fake", mimetype="image/png")
+    assert await bridge.slack_event(file_share(fake_slack, root_ts, "", invoice, photo)) == (
+        200,
+        {"ok": True},
+    )
+    await wait_until(lambda: len(of_type(fake_reply, "agent_message")) == 1)
+    body = of_type(fake_reply, "agent_message")[0]
+    assert body["text"] == ""
+    assert [{k: v for k, v in f.items() if k != "url"} for f in body["files"]] == [
+        {"id": invoice.id, "name": "invoice 2026.pdf", "mimetype": "application/pdf", "size": len(content)},
+        {"id": photo.id, "name": "photo.png", "mimetype": "image/png", "size": 9},
+    ]
+    status, data, headers = await fetch(bridge, body["files"][0]["url"])
+    assert status == 200 and data == content
+    assert headers["Content-Type"] == "application/pdf"
+    assert headers["Content-Disposition"] == "attachment; filename*=UTF-8''invoice%202026.pdf"
+    assert (await fetch(bridge, body["files"][1]["url"]))[1] == b"\x89PNG fake"
+    downloads = fake_slack.calls_to("files.download")
+    assert [c.params["file"] for c in downloads] == [invoice.id, photo.id]
+    assert fake_slack.ephemerals == []
+
+
+async def test_forged_expired_or_gone_links_get_a_json_404_never_the_file(
+    make_bridge: Any, fake_slack: FakeSlack, fake_reply: FakeReply
+) -> None:
+    bridge = await make_bridge(bridge_public_url=PUBLIC_URL)
+    secret = fake_slack.add_file("secret.txt", b"top secret", mimetype="text/plain")
+    gone = fake_slack.add_file("gone.txt", b"deleted since", mimetype="text/plain")
+    links = FileLinks.create(DEFAULT_SECRET, PUBLIC_URL)
+    later = int(time.time()) + 3600
+    good = links.url(secret.id, later)
+    assert (await fetch(bridge, good))[:2] == (200, b"top secret")
+    token = good.rpartition("/")[2]
+    file_id, expires, signature = token.split(".")
+    forged = [
+        links.url(secret.id, int(time.time()) - 1),  # expired (correctly signed)
+        FileLinks.create("another secret", PUBLIC_URL).url(secret.id, later),
+        f"{PUBLIC_URL}/files/{file_id}.{int(expires) + 1}.{signature}",  # expiry pushed back
+        f"{PUBLIC_URL}/files/{gone.id}.{expires}.{signature}",  # another file, same signature
+        f"{PUBLIC_URL}/files/{file_id}.{expires}.{signature[:-2]}",
+        f"{PUBLIC_URL}/files/{file_id}.{expires}",
+        f"{PUBLIC_URL}/files/{file_id}",
+        f"{PUBLIC_URL}/files/..%2F..%2Fetc%2Fpasswd",
+        links.url("F99999999", later),  # signed, but Slack has no such file
+    ]
+    gone.deleted = True
+    forged.append(links.url(gone.id, later))  # signed, deleted in Slack since
+    downloads = len(fake_slack.calls_to("files.download"))
+    for url in forged:
+        status, data, headers = await fetch(bridge, url)
+        assert (status, orjson.loads(data)) == (404, {"ok": False, "error": "not found"}), url
+        assert headers["Content-Type"].startswith("application/json")
+    assert len(fake_slack.calls_to("files.download")) == downloads  # no byte was fetched for them
+
+
+async def test_files_not_relayed_are_explained_and_the_text_still_goes(
+    make_bridge: Any, fake_slack: FakeSlack, fake_reply: FakeReply
+) -> None:
+    bridge = await make_bridge(bridge_public_url=PUBLIC_URL, file={"replies": {"max_file_bytes": 1024}})
+    root_ts = await open_handover(bridge, fake_slack, fake_reply)
+    big = fake_slack.add_file("scan.tiff", b"x" * 2048, mimetype="image/tiff")
+    small = fake_slack.add_file("note.txt", b"fits", mimetype="text/plain")
+    assert await bridge.slack_event(file_share(fake_slack, root_ts, "here you go", big, small)) == (
+        200,
+        {"ok": True},
+    )
+    await wait_until(lambda: len(of_type(fake_reply, "agent_message")) == 1)
+    body = of_type(fake_reply, "agent_message")[0]
+    assert body["text"] == "here you go" and [f["name"] for f in body["files"]] == ["note.txt"]
+    await wait_until(lambda: len(fake_slack.ephemerals) == 1)
+    told = fake_slack.ephemerals[0]
+    assert (told["channel"], told["user"], told["thread_ts"]) == (CHANNEL, ALICE, root_ts)
+    assert "scan.tiff" in told["text"] and "limit" in told["text"] and "note.txt" not in told["text"]
+    assert "The text of your message was sent" in told["text"]
+    status, _, _ = await fetch(bridge, FileLinks.create(DEFAULT_SECRET, PUBLIC_URL).url(big.id, 2**33))
+    assert status == 404  # not served even through a valid link: over the cap
+
+
+async def test_without_a_public_url_files_are_not_relayed_and_the_agent_is_told(
+    make_bridge: Any, fake_slack: FakeSlack, fake_reply: FakeReply
+) -> None:
+    bridge = await make_bridge()
+    root_ts = await open_handover(bridge, fake_slack, fake_reply)
+    shared = fake_slack.add_file("doc.pdf", b"%PDF", mimetype="application/pdf")
+    assert await bridge.slack_event(file_share(fake_slack, root_ts, "", shared)) == (200, {"ok": True})
+    assert await bridge.slack_event(file_share(fake_slack, root_ts, "and a word", shared)) == (
+        200,
+        {"ok": True},
+    )
+    await wait_until(lambda: len(fake_slack.ephemerals) == 2)
+    assert all("BRIDGE_PUBLIC_URL" in e["text"] for e in fake_slack.ephemerals)
+    await wait_until(lambda: texts(fake_reply) == ["and a word"])
+    assert of_type(fake_reply, "agent_message")[0]["files"] == []
+    status, data, _ = await fetch(bridge, FileLinks.create(DEFAULT_SECRET, PUBLIC_URL).url(shared.id, 2**33))
+    assert status == 404 and orjson.loads(data) == {"ok": False, "error": "not found"}
+
+
+# -- edits and deletions -----------------------------------------------------------------------------
+
+
+def changed(event: dict[str, Any], new_text: str, previous_text: str | None = None) -> dict[str, Any]:
+    """Slack's message_changed event for an edit of the thread message `event` carried."""
+    original = event["event"]
+    before = {k: original[k] for k in ("type", "user", "ts", "thread_ts", "text")}
+    stamp = f"{time.time():.6f}"
+    return {
+        **event,
+        "event_id": f"Ev{abs(hash((original['ts'], new_text, stamp))) % 10**10}",
+        "event": {
+            "type": "message",
+            "subtype": "message_changed",
+            "hidden": True,
+            "channel": original["channel"],
+            "ts": stamp,
+            "event_ts": stamp,
+            "message": {
+                **{k: original[k] for k in ("type", "user", "ts", "thread_ts")},
+                "text": new_text,
+                "edited": {"user": original["user"], "ts": stamp},
+            },
+            "previous_message": {**before, "text": previous_text or original["text"]},
+        },
+    }
+
+
+def deleted(event: dict[str, Any]) -> dict[str, Any]:
+    original = event["event"]
+    stamp = f"{time.time():.6f}"
+    return {
+        **event,
+        "event_id": f"EvDEL{abs(hash(original['ts'])) % 10**8}",
+        "event": {
+            "type": "message",
+            "subtype": "message_deleted",
+            "hidden": True,
+            "channel": original["channel"],
+            "ts": stamp,
+            "deleted_ts": original["ts"],
+            "previous_message": {k: original[k] for k in ("type", "user", "ts", "thread_ts", "text")},
+        },
+    }
+
+
+async def test_an_edit_and_a_deletion_follow_the_reply_in_order(
+    make_bridge: Any, fake_slack: FakeSlack, fake_reply: FakeReply
+) -> None:
+    bridge = await make_bridge()
+    root_ts = await open_handover(bridge, fake_slack, fake_reply)
+    first = said(fake_slack, root_ts, "Your parcel left on Mondy")
+    second = said(fake_slack, root_ts, "wrong thread, sorry")
+    fixed = "Your parcel left on <@UAGENT02>'s Monday"
+    for envelope in (first, changed(first, fixed), second, deleted(second)):
+        assert await bridge.slack_event(envelope) == (200, {"ok": True})
+    # An unfurl (same text) and an edit of a message never relayed are not relayed either.
+    note = said(fake_slack, root_ts, "note: private")
+    for envelope in (changed(first, fixed, previous_text=fixed), note, changed(note, "x")):
+        assert await bridge.slack_event(envelope) == (200, {"ok": True})
+    await reply(bridge, root_ts, "sentinel")
+    await wait_until(lambda: "sentinel" in texts(fake_reply))
+    bodies = [b for b in fake_reply.bodies() if b["type"].startswith("agent_message")]
+    assert [(b["type"], b.get("text")) for b in bodies] == [
+        ("agent_message", "Your parcel left on Mondy"),
+        ("agent_message_edited", "Your parcel left on @Bob Dupont's Monday"),
+        ("agent_message", "wrong thread, sorry"),
+        ("agent_message_deleted", None),
+        ("agent_message", "sentinel"),
+    ]
+    assert bodies[1]["id"] == bodies[0]["id"] and bodies[3]["id"] == bodies[2]["id"]
+    assert bodies[0]["id"] != bodies[2]["id"]
+    assert bodies[1]["agent"] == bodies[3]["agent"] == {"slack_user_id": ALICE, "name": "Alice"}
+    assert {b["thread_ts"] for b in bodies} == {root_ts}
+    assert all(b["at"].endswith("Z") for b in bodies[1:4:2])
+    assert fake_slack.ephemerals == []
+    # The transcript keeps the reply's last words, and no deleted reply.
+    await click(bridge, root_ts, "handover_resolve")
+    await wait_until(lambda: len(of_type(fake_reply, "handover_resolved")) == 1)
+    agents = [
+        line["text"]
+        for line in of_type(fake_reply, "handover_resolved")[0]["transcript"]
+        if line["from"] == "agent"
+    ]
+    assert agents == ["Your parcel left on @Bob Dupont's Monday", "sentinel"]
+
+
+async def test_an_edit_after_the_window_is_not_relayed_and_its_author_is_told(
+    make_bridge: Any, fake_slack: FakeSlack, fake_reply: FakeReply
+) -> None:
+    bridge = await make_bridge(file={"replies": {"edit_window": "1s"}})
+    root_ts = await open_handover(bridge, fake_slack, fake_reply)
+    original = said(fake_slack, root_ts, "see you tomorow")
+    assert await bridge.slack_event(original) == (200, {"ok": True})
+    await wait_until(lambda: texts(fake_reply) == ["see you tomorow"])
+    await asyncio.sleep(1.2)
+    late = changed(original, "see you tomorrow")
+    assert await bridge.slack_event(late) == (200, {"ok": True})
+    assert await bridge.slack_event(late, **{"X-Slack-Retry-Num": "1"}) == (200, {"ok": True})
+    await wait_until(lambda: len(fake_slack.ephemerals) == 1)
+    told = fake_slack.ephemerals[0]
+    assert (told["user"], told["thread_ts"]) == (ALICE, root_ts)
+    assert "edit was not sent" in told["text"] and "1s" in told["text"]
+    await reply(bridge, root_ts, "sentinel")
+    await wait_until(lambda: "sentinel" in texts(fake_reply))
+    assert [b["type"] for b in fake_reply.bodies() if b["type"].startswith("agent")] == ["agent_message"] * 2
+    assert len(fake_slack.ephemerals) == 1  # Slack's retry of the event told nobody twice

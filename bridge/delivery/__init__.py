@@ -23,6 +23,7 @@ Adding a Slack entry kind (say "transcript"): queue entries with `k` = "transcri
 Slack failures it lets out are already mapped (429 pause, retry, dead letter with the channel).
 """
 
+from . import notices  # noqa: F401  (registers the slack lane's "reaction" and "ephemeral" kinds)
 from .lane import DeliveryContext, Lane
 from .reply_lane import ReplyLane
 from .scheduler import Deliverer

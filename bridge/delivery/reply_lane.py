@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import structlog
 
-from .. import slack_format
+from .. import receipts, slack_format
 from ..config import RepliesSection
 from ..keys import REPLY, thread_in
 from ..replies import ReplyError, ReplySender
@@ -20,6 +20,9 @@ from .lane import DeliveryContext, Lane
 from .step import Step, inflight_marker, iso, now_ms
 
 log = structlog.get_logger("bridge.delivery")
+
+# Entries from an agent's message (slack_events.py): its text, or a change to it.
+AGENT_KINDS = frozenset({"agent_message", "agent_message_edited", "agent_message_deleted"})
 
 
 class ReplyLane(Lane):
@@ -53,13 +56,26 @@ class ReplyLane(Lane):
         except ReplyError as e:
             self.ctx.metrics.reply_requests.labels(kind, "permanent" if e.permanent else "retry").inc()
             if e.permanent:
-                return await self.bury(cid, [head], e.reason)
+                return await self._bury(cid, head, e.reason)
             if e.retry_after_s:
                 return Step.later(now_ms() + int(e.retry_after_s * 1000))
             return await self.retry_later(cid, e.reason)
         self.ctx.metrics.reply_requests.labels(kind, "ok").inc()
         log.info("reply_delivered", cid=cid, type=kind, thread_ts=body.get("thread_ts"))
-        return await self.commit(cid, worker, [head.id])
+        return await self.commit(cid, worker, [head.id], receipt=receipts.delivered(head))
+
+    async def _bury(self, cid: str, head: OutboxEntry, reason: str) -> Step:
+        """A reply refused for good: dead-lettered, and its agent told (receipts.dead) if it is one."""
+        notices = receipts.dead(head, cid, reason)
+        if notices is None:
+            return await self.bury(cid, [head], reason)
+        reaction, ephemeral = notices
+        dead_id = await self.ctx.store.bury_reply(
+            cid, head.id, reason, now_ms(), reaction=reaction, ephemeral=ephemeral, hid=head.hid
+        )
+        self.ctx.metrics.dead_letters.labels(REPLY, reason).inc(1 if dead_id else 0)
+        log.error("dead_letter", lane=REPLY, cid=cid, reason=reason, kinds=[head.kind], dead=dead_id)
+        return Step.go_on()
 
     async def _name(self, user_id: str) -> str | None:
         if not user_id:
@@ -86,10 +102,17 @@ class ReplyLane(Lane):
         if not body.get("thread_ts"):
             thread = thread_in(conv, entry.hid)
             body["thread_ts"] = thread[1] if thread else None
-        if entry.kind == "agent_message":
-            raw = str(body.pop("slack_text", ""))
-            names = {uid: await self._name(uid) for uid in slack_format.mentioned_users(raw)}
-            body["text"] = slack_format.slack_to_plain(raw, names.get)
+        for name in receipts.SLACK_FIELDS:
+            body.pop(name, None)
+        if entry.kind in AGENT_KINDS:
+            if entry.kind != "agent_message_deleted":
+                raw = str(body.pop("slack_text", ""))
+                names = {uid: await self._name(uid) for uid in slack_format.mentioned_users(raw)}
+                body["text"] = slack_format.slack_to_plain(raw, names.get)
+            if entry.kind == "agent_message":
+                body["files"] = body.get("files") or []  # (Lua's cjson writes an empty list as {})
+            else:
+                body["at"] = iso(int(body.pop("at_ms", entry.received_ms) or entry.received_ms))
         else:
             at_ms = int(body.pop("at_ms", entry.received_ms) or entry.received_ms)
             body["at"] = iso(at_ms)

@@ -2,8 +2,10 @@
 -- event_id), count it as activity, and let the first replying agent claim an unclaimed handover.
 -- The claim is queued before the message, so the owner hears "handover_claimed" (and can mute the bot)
 -- before the agent's first words reach the user.
--- KEYS: conv, out_slack, ready_slack, out_reply, ready_reply, stats, open, lines, seen
--- ARGV: now_ms, cid, thread_ts, agent_id, message json, dedupe_ms, claim_on_reply ('1'|'0')
+-- Its Slack ts is mapped to the reply's id and time (`sent`), so that an edit or a deletion of it
+-- can name the reply (agent_edit.lua).
+-- KEYS: conv, out_slack, ready_slack, out_reply, ready_reply, stats, open, lines, seen, sent
+-- ARGV: now_ms, cid, thread_ts, agent_id, message json, dedupe_ms, claim_on_reply ('1'|'0'), slack ts
 -- Returns {status, first_response_after_ms}: status 1 queued (2: queued, and this reply claimed the
 -- handover), 0 duplicate, -1 not an open handover thread
 local k = handover_keys()
@@ -26,8 +28,13 @@ message.platform, message.lang, message.thread_ts = c[4] or '', c[5] or '', ARGV
 enqueue(k.out_reply, k.ready_reply, k.stats, 'reply', cid, now, 'k', 'agent_message', 'h', c[6] or '0',
   'e', cjson.encode(message), 't', now)
 redis.call('ZADD', k.open, now, cid)
-keep_line(k.lines, k.conv, cjson.encode({t = now, agent = ARGV[4], m = message.slack_text or '', id = message.id}),
-  redis.call('PTTL', k.conv))
+local ttl = redis.call('PTTL', k.conv)
+keep_line(k.lines, k.conv,
+  cjson.encode({t = now, agent = ARGV[4], m = message.slack_text or '', id = message.id}), ttl)
+if ARGV[8] ~= '' then
+  redis.call('HSET', KEYS[10], ARGV[8], message.id .. ' ' .. now)
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[10], ttl) end
+end
 
 local first_after = 0
 if not c[7] then

@@ -6,17 +6,23 @@
 -- conversation back, as release.lua would (atomic with record.lua's append: no wake-up is lost).
 -- With fetch_limit > 0, a worker whose lease holds and whose outbox is not empty also gets what
 -- fetch.lua would return, for its next post (one call per post saved).
--- KEYS: conv, out, lease, stats, out_reply, ready_reply, ready
+-- With a receipt (JSON, naming its handover's `hid`), the delivery also queues a slack-lane "reaction" (lib.lua `notice`): the
+-- receipt of an agent's reply the owner accepted, atomic with dropping that reply.
+-- KEYS: conv, out, lease, stats, out_reply, ready_reply, ready, out_slack, ready_slack
 -- ARGV: worker, lease_ms, lane, root_hid|'', root_channel, root_ts, replies ('1'|'0'), now, cid,
---       release ('1'|'0'), fetch_limit, ids...
+--       release ('1'|'0'), fetch_limit, notice json|'', ids...
 -- Returns {held (1|0), entries still pending in this lane, released (1|0)[, flat conv hash, entries]}
 local conv, lane = KEYS[1], ARGV[3]
 local held = redis.call('GET', KEYS[3]) == ARGV[1]
 local ids = {}
-for i = 12, #ARGV do ids[#ids + 1] = ARGV[i] end
+for i = 13, #ARGV do ids[#ids + 1] = ARGV[i] end
 if #ids > 0 then
   local removed = redis.call('XDEL', KEYS[2], unpack(ids))
   redis.call('HINCRBY', KEYS[4], lane, -removed)
+  if removed > 0 and ARGV[12] ~= '' then
+    local receipt = cjson.decode(ARGV[12])
+    notice(KEYS[8], KEYS[9], KEYS[4], ARGV[9], tonumber(ARGV[8]), 'reaction', receipt.hid, ARGV[12])
+  end
 end
 if held then redis.call('HDEL', conv, 'inflight:' .. lane, 'attempts:' .. lane) end
 local hid = ARGV[4]

@@ -2,7 +2,7 @@
 -- partition, its place in the partition's queues and indexes, its pending counts and its dead letters.
 -- Thread mappings live in other slots: their (channel ts) pairs are returned for the caller to delete.
 -- KEYS: conv, hist, lines, out_slack, out_reply, ready_slack, ready_reply, open, stats, lease_slack,
---       lease_reply, dead, timers (the desk's)
+--       lease_reply, dead, timers (the desk's), sent
 -- ARGV: cid
 -- Returns {keys deleted, history entries, slack entries, reply entries, dead letters, "channel ts"...}
 local cid = ARGV[1]
@@ -34,6 +34,6 @@ while true do
   end
   start = '(' .. batch[#batch][1]
 end
-local deleted = redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[10], KEYS[11])
+local deleted = redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[10], KEYS[11], KEYS[14])
 for _, index in ipairs({KEYS[6], KEYS[7], KEYS[8], KEYS[13]}) do redis.call('ZREM', index, cid) end
 return {deleted, hist, pending.slack, pending.reply, dead, unpack(threads)}

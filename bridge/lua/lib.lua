@@ -9,6 +9,25 @@ local function enqueue(out, ready, stats, lane, cid, now, ...)
   redis.call('HINCRBY', stats, lane, 1)
 end
 
+-- A Slack call the bridge owes an agent about their message (a receipt reaction, an ephemeral
+-- explanation): a slack-lane entry of kind `kind` ("reaction" | "ephemeral") of handover `hid`, so
+-- it goes to that handover's thread, paced with the channel's posts, never holding up the reply lane.
+local function notice(out_slack, ready_slack, stats, cid, now, kind, hid, data)
+  enqueue(out_slack, ready_slack, stats, 'slack', cid, now, 'k', kind, 'h', hid, 'e', data, 't', now)
+end
+
+-- Move one outbox entry to the partition's dead letters, keeping every field so `bridge outbox
+-- replay` can put it back exactly (as bury.lua does). Returns the dead letter's id, or nil when the
+-- entry is gone.
+local function bury_one(out, dead, lane, cid, reason, now, maxlen, id)
+  local found = redis.call('XRANGE', out, id, id)
+  if #found == 0 then return nil end
+  local dead_id = redis.call('XADD', dead, 'MAXLEN', '~', maxlen, '*', 'lane', lane, 'cid', cid,
+    'reason', reason, 'orig', id, 'at', now, unpack(found[1][2]))
+  redis.call('XDEL', out, id)
+  return dead_id
+end
+
 -- Token bucket shared by every replica: how long to wait (ms) before posting to this channel (0: a
 -- token was taken). A 429's Retry-After pauses the whole channel through `paused_until`.
 local function take_token(bucket, now, rate, burst)

@@ -36,6 +36,7 @@ __all__ = [
     "FakeSlack",
     "SlackCall",
     "SlackChannel",
+    "SlackFile",
     "SlackMessage",
 ]
 
@@ -141,6 +142,7 @@ DEFAULT_SCOPES = frozenset(
         "usergroups:read",
         "files:write",
         "files:read",
+        "reactions:write",
     }
 )
 # Bot scope each method needs; (public, private) pairs depend on the channel named (C… / G…).
@@ -153,9 +155,11 @@ METHOD_SCOPES: dict[str, str | tuple[str, str]] = {
     "conversations.info": ("channels:read", "groups:read"),
     "users.info": "users:read",
     "usergroups.users.list": "usergroups:read",
+    "reactions.add": "reactions:write",
+    "files.info": "files:read",
 }
 # Methods that refuse a channel the bot cannot post in (archived, or not a member).
-_POSTING = frozenset({"chat.postMessage", "chat.postEphemeral"})
+_POSTING = frozenset({"chat.postMessage", "chat.postEphemeral", "reactions.add"})
 _READING = frozenset({"conversations.history", "conversations.replies"})
 _JSON_FIELDS = ("blocks", "attachments", "metadata", "view")  # sent as JSON strings inside form bodies
 # Views (views.open / views.publish), per Slack's surface limits.
@@ -195,6 +199,7 @@ class SlackMessage:
     params: dict[str, Any] = field(default_factory=dict)  # the raw chat.postMessage params
     edits: list[dict[str, Any]] = field(default_factory=list)  # chat.update params, in order
     subtype: str | None = None  # "tombstone": a deleted root whose replies remain (chat.delete)
+    reactions: list[str] = field(default_factory=list)  # names the bot added (reactions.add)
 
     @property
     def is_root(self) -> bool:
@@ -264,6 +269,48 @@ class SlackChannel:
             "is_org_shared": False,
             "topic": {"value": "", "creator": "", "last_set": 0},
             "purpose": {"value": "", "creator": "", "last_set": 0},
+        }
+
+
+@dataclass
+class SlackFile:
+    """A file shared in Slack: files.info describes it, url_private_download serves it to the token."""
+
+    id: str
+    name: str
+    mimetype: str
+    content: bytes
+    user: str
+    base_url: str
+    deleted: bool = False
+
+    @property
+    def url_private_download(self) -> str:
+        return f"{self.base_url}/files-pri/{TEAM_ID}-{self.id}/download/{self.name}"
+
+    def to_api(self) -> dict[str, Any]:
+        """Slack's file object (files.info, and a message's `files`)."""
+        ext = self.name.rpartition(".")[2].lower() if "." in self.name else "binary"
+        return {
+            "id": self.id,
+            "created": 1700000000,
+            "timestamp": 1700000000,
+            "name": self.name,
+            "title": self.name,
+            "mimetype": self.mimetype,
+            "filetype": ext,
+            "pretty_type": ext.upper(),
+            "user": self.user,
+            "user_team": TEAM_ID,
+            "mode": "hosted",
+            "editable": False,
+            "is_external": False,
+            "external_type": "",
+            "is_public": True,
+            "size": len(self.content),
+            "url_private": f"{self.base_url}/files-pri/{TEAM_ID}-{self.id}/{self.name}",
+            "url_private_download": self.url_private_download,
+            "permalink": f"{TEAM_URL}files/{self.user}/{self.id}/{self.name}",
         }
 
 
@@ -441,6 +488,7 @@ class FakeSlack(HttpFake):
         self.modals: list[dict[str, Any]] = []  # views opened (views.open), in order
         self.home_views: dict[str, dict[str, Any]] = {}  # user -> their last published Home view
         self.home_enabled = True  # the app's Home tab (App Home settings); off: views.publish not_enabled
+        self.files: dict[str, SlackFile] = {}  # F… → a file shared in the workspace (add_file)
         self.rate_violations = 0
         self.rate_violations_by_channel: dict[str, int] = {}
         self._last_ts = (0, 0)
@@ -455,6 +503,7 @@ class FakeSlack(HttpFake):
     def make_app(self) -> web.Application:
         app = web.Application(client_max_size=8 * 1024 * 1024)
         app.router.add_route("*", "/api/{method}", self._handle)
+        app.router.add_get("/files-pri/{team}-{file}/download/{name}", self._download)
         return app
 
     # -- fault injection (all runtime-settable) --------------------------------------------------
@@ -487,6 +536,7 @@ class FakeSlack(HttpFake):
         self.triggers.clear()
         self.modals.clear()
         self.home_views.clear()
+        self.files.clear()
 
     def _reset_conversations(self) -> None:
         self.conversations = {
@@ -638,6 +688,20 @@ class FakeSlack(HttpFake):
 
     def permalink(self, channel: str, ts: str) -> str:
         return f"{TEAM_URL}archives/{channel}/p{ts.replace('.', '')}"
+
+    def add_file(
+        self, name: str, content: bytes, *, mimetype: str = "application/octet-stream", user: str = "UAGENT01"
+    ) -> SlackFile:
+        """A file as an agent's upload creates it; `to_event()` is its entry in a message's `files`."""
+        file_id = f"F{len(self.files) + 1:08d}"
+        shared = SlackFile(file_id, name, mimetype, content, user, self.base_url)
+        self.files[file_id] = shared
+        return shared
+
+    def reactions(self, channel: str, ts: str) -> list[str]:
+        """Reaction names on a message, in the order added (the bot's own)."""
+        msg = self.message(channel, ts)
+        return list(msg.reactions) if msg is not None else []
 
     def messages(self, channel: str) -> list[SlackMessage]:
         """Every message of `channel` in the order received (roots and replies)."""
@@ -1131,6 +1195,53 @@ class FakeSlack(HttpFake):
             return {"ok": False, "error": "no_such_subteam"}
         return {"ok": True, "users": list(self.usergroups[group])}
 
+    def _files_info(self, params: dict[str, Any], now: float) -> dict[str, Any]:
+        shared = self.files.get(str(params.get("file") or ""))
+        if shared is None:
+            return {"ok": False, "error": "file_not_found"}
+        if shared.deleted:
+            return {"ok": False, "error": "file_deleted"}
+        return {
+            "ok": True,
+            "file": shared.to_api(),
+            "comments": [],
+            "response_metadata": {"next_cursor": ""},
+        }
+
+    def _reactions_add(self, params: dict[str, Any], now: float) -> dict[str, Any]:
+        channel, ts, name = (str(params.get(k) or "") for k in ("channel", "timestamp", "name"))
+        if not channel or not ts:
+            return {"ok": False, "error": "no_item_specified"}
+        if not name:
+            return {"ok": False, "error": "invalid_name"}
+        if not all(c.isalnum() or c in "_-+'" for c in name):
+            return {"ok": False, "error": "invalid_name"}
+        try:
+            _ts_key(ts)
+        except ValueError:
+            return {"ok": False, "error": "bad_timestamp"}
+        msg = self.message(channel, ts)
+        if msg is None:
+            return {"ok": False, "error": "message_not_found"}
+        if name in msg.reactions:
+            return {"ok": False, "error": "already_reacted"}
+        msg.reactions.append(name)
+        return {"ok": True}
+
+    async def _download(self, request: web.Request) -> web.StreamResponse:
+        """url_private_download: the bytes for the bot token; like Slack, anyone else gets the
+        sign-in page (HTML, 200), never the file."""
+        shared = self.files.get(request.match_info["file"])
+        auth = request.headers.get("Authorization", "")
+        self.calls.append(
+            SlackCall("files.download", {"file": request.match_info["file"]}, time.monotonic(), 200, {})
+        )
+        if shared is None or shared.deleted:
+            return web.Response(status=404, text="<html>File not found</html>", content_type="text/html")
+        if self.token is not None and auth != f"Bearer {self.token}":
+            return web.Response(text="<html><body>Sign in to Slack</body></html>", content_type="text/html")
+        return web.Response(body=shared.content, content_type=shared.mimetype)
+
     _methods: dict[str, Any] = {
         "auth.test": _auth_test,
         "chat.postMessage": _chat_post_message,
@@ -1145,4 +1256,6 @@ class FakeSlack(HttpFake):
         "usergroups.users.list": _usergroups_users_list,
         "views.open": _views_open,
         "views.publish": _views_publish,
+        "files.info": _files_info,
+        "reactions.add": _reactions_add,
     }

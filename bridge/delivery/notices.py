@@ -1,0 +1,31 @@
+"""The slack lane's notices to agents (receipts.py): a reaction on their message, an ephemeral
+message to them in the thread. Paced like posts (the channel's token); one Slack cannot show any
+more (the message was deleted, the agent left the channel) is dropped with a log line rather than
+dead-lettered: nothing the user should have received is lost with it."""
+
+from __future__ import annotations
+
+import structlog
+
+from .. import receipts
+from ..slack_api import SlackFailure
+from .slack_kinds import Job, handles
+from .slack_lane import SlackLane
+from .step import Step
+
+log = structlog.get_logger("bridge.delivery")
+
+
+@handles(*receipts.NOTICE_KINDS, marked=False)
+async def post_notice(lane: SlackLane, job: Job) -> Step:
+    head = job.head
+    wait = await lane.begin_post(job, head.id, head.id)
+    if wait is not None:
+        return wait
+    try:
+        await receipts.send(lane.slack, head.kind, head.data)
+    except SlackFailure as e:
+        if not e.permanent:
+            raise
+        log.warning("notice_dropped", cid=job.cid, kind=head.kind, channel=job.channel, reason=e.reason)
+    return await lane.commit(job.cid, job.worker, [head.id])
