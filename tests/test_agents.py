@@ -660,4 +660,4 @@ async def test_interactions_on_unknown_threads_or_other_actions_are_harmless(
     await reply(bridge, root_ts, "sentinel")
     await wait_until(lambda: texts(fake_reply) == ["sentinel"])
     assert lifecycle_types(fake_reply) == ["handover_opened", "handover_claimed", "agent_message"]
-    assert action_ids(fake_slack, root_ts) == ["handover_resolve", "handover_transfer"]
+    await wait_until(lambda: action_ids(fake_slack, root_ts) == ["handover_resolve", "handover_transfer"])
