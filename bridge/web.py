@@ -23,7 +23,7 @@ from .logs import info_line
 from .privacy.audit import SYSTEM, audit_soon
 from .runtime import BRIDGE, Bridge
 from .slack_payloads import PayloadError
-from .store import STORE_ERRORS, STORE_OR_SOCKET_ERRORS, body_digest, never_sent
+from .store import STORE_ERRORS, STORE_OR_SOCKET_ERRORS, STORE_OR_TIMEOUT_ERRORS, body_digest, never_sent
 
 log = structlog.get_logger("bridge.web")
 
@@ -95,7 +95,7 @@ async def smartly_hook(request: web.Request) -> web.Response:
     fields = {"smartly_event": event.event, "skill_id": event.skill_id, "client_id": event.client_id}
     try:
         recorded = await bridge.handover.record(event, body_digest(body))
-    except (*STORE_ERRORS, TimeoutError) as e:
+    except STORE_OR_TIMEOUT_ERRORS as e:
         return _unavailable(bridge, e, fields)
     return _recorded_answer(bridge, recorded, fields)
 
