@@ -219,6 +219,7 @@ def _bridge_ctx(app_config: AppConfig):
             desk=bridge.desk,
             file_links=app_config.file_links,
         )
+        bridge.desk.refusal = bridge.slack_events._refusal  # (the Home tab shows agents the queue only)
         app[BRIDGE] = bridge
         identity_task = asyncio.create_task(_fetch_identity(bridge))
         deliverer.start()

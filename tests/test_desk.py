@@ -528,3 +528,30 @@ async def test_without_outcomes_the_root_asks_to_confirm(
     root_ts = await open_handover(bridge, fake_slack, fake_reply, client_id="zed")
     resolve = resolve_button(fake_slack, root_ts)
     assert resolve["action_id"] == "handover_resolve" and resolve["confirm"]["title"]["text"]
+
+
+async def test_only_listed_agents_see_the_queue_and_use_the_desk_buttons(
+    make_bridge: Any, fake_slack: FakeSlack, fake_reply: FakeReply
+) -> None:
+    bridge = await make_bridge(
+        file={
+            "slack": {"agents": [ALICE]},
+            "routes": [{"name": "billing", "match": {"lang": "en-*"}, "channel": BILLING}],
+        }
+    )
+    root_ts = await open_handover(bridge, fake_slack, fake_reply, client_id="ann")
+    await bridge.slack_event(home_opened(ALICE))
+    await bridge.slack_event(home_opened(BOB))
+    await wait_until(lambda: {ALICE, BOB} <= set(fake_slack.home_views))
+    assert len(home_entries(fake_slack, ALICE)) == 1
+    assert home_entries(fake_slack, BOB) == [] and "slack.agents" in str(fake_slack.home_views[BOB])
+
+    assert await interact(bridge, button(fake_slack, root_ts, "handover_transfer", user=BOB)) == (200, {})
+    assert not fake_slack.modals  # refused before any modal
+    await wait_until(lambda: len(fake_slack.ephemerals) == 1)
+    assert fake_slack.ephemerals[0]["user"] == BOB and "slack.agents" in fake_slack.ephemerals[0]["text"]
+    await interact(bridge, button(fake_slack, root_ts, "handover_transfer", user=ALICE))
+    modal = fake_slack.modals[0]
+    _, answer = await interact(bridge, submission(modal, {"route": selected("billing")}, user=BOB))
+    assert answer["response_action"] == "errors"  # a submit by a non-agent changes nothing
+    assert fake_slack.roots(BILLING) == []

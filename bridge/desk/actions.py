@@ -188,9 +188,20 @@ class DeskActions:
             return _str(_dict(state.get("selected_option")).get("value"))
         return _str(state.get("value"))
 
+    def _refused(self, payload: dict[str, Any], block_id: str) -> dict[str, Any] | None:
+        """A submit by someone who may not act (slack.agents): the modal says so, nothing changes."""
+        user = _dict(payload.get("user"))
+        refused = self.refusal(_str(user.get("id")), _str(user.get("team_id")))
+        if not refused:
+            return None
+        self._count("view_submission", refused, agent=_str(user.get("id")))
+        return _errors(block_id, CLICK.get(refused, "You cannot act on handovers."))
+
     async def _resolve_submitted(
         self, payload: dict[str, Any], view: dict[str, Any]
     ) -> dict[str, Any] | None:
+        if refused := self._refused(payload, "outcome"):
+            return refused
         outcome = self._value(view, "outcome", selected=True)
         if outcome not in self.desk.config().handover.outcomes:
             self._count("handover_resolve", "invalid_outcome")
@@ -213,6 +224,8 @@ class DeskActions:
     async def _transfer_submitted(
         self, payload: dict[str, Any], view: dict[str, Any]
     ) -> dict[str, Any] | None:
+        if refused := self._refused(payload, "route"):
+            return refused
         route = self._value(view, "route", selected=True)
         if route not in self.desk.route_names():
             self._count("handover_transfer", "invalid_route")

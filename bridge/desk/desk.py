@@ -41,6 +41,8 @@ class Desk:
     replies_enabled: bool
     identity: Callable[[], Identity | None]
     default_pool: Callable[[], tuple[str, ...]]
+    # slack_events' (user, team) -> why they may not act (slack.agents), set once it exists
+    refusal: Callable[[str, str], str | None] | None = None
 
     # -- routes --------------------------------------------------------------------------------------
 

@@ -79,12 +79,14 @@ class HomePublisher:
         self._last_build = loop.time()
         view = await build_view(self.desk)
         published = 0
+        refusal = self.desk.refusal
         for user in users:
             wait_ms = await self.desk.base.take_token(PUBLISH_BUCKET, now_ms(), PUBLISH_PER_S, PUBLISH_BURST)
             if wait_ms > 0:  # the budget is spent: the rest stay due for the next rounds
                 break
             try:
-                await self.desk.slack.publish_home(user, view)
+                shown = text.not_an_agent_view() if refusal and refusal(user, "") else view
+                await self.desk.slack.publish_home(user, shown)
             except SlackFailure as e:
                 log.warning("home_publish_failed", user=user, reason=e.reason)
                 if e.retry_after_s is not None:

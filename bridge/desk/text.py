@@ -258,6 +258,23 @@ def home_entry(entry: Any, link: str, sla: str, now_ms: int) -> dict[str, Any]:
     return block
 
 
+def not_an_agent_view() -> dict[str, Any]:
+    """The Home tab of someone slack.agents does not list: no queue to act on."""
+    return {
+        "type": "home",
+        "blocks": [
+            {"type": "header", "text": _plain("Handover queue")},
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": "Only the agents listed in the bridge's `slack.agents` see the queue.",
+                },
+            },
+        ],
+    }
+
+
 def home_view(
     entries: Sequence[Any],
     links: Callable[[Any], str],
