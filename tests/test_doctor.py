@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
-from bridge.embedded import free_port
+from bridge.embedded import EmbeddedValkey, free_port
 from bridge.replies import verify
 from tests.harness.fake_reply import DEFAULT_SECRET, FakeReply
 from tests.harness.fake_slack import APP_TOKEN, DEFAULT_TOKEN, FakeSlack
@@ -273,3 +273,30 @@ async def test_config_problems_are_a_cross_with_the_rest_still_checked(
         and "SLACK_CHANNEL: 'general' is not a Slack channel ID" in checks["config"]["detail"]
     )
     assert checks["redis"]["ok"] and checks["slack token"]["ok"]
+
+
+@pytest.mark.parametrize(
+    ("appendonly", "save", "detail"),
+    [
+        (False, "", "warning: neither AOF nor RDB is on"),
+        (False, "3600 1", "RDB on (save 3600 1)"),
+    ],
+)
+async def test_redis_persistence_off_is_a_warning_with_its_fix(
+    tmp_path: Path,
+    fake_slack: FakeSlack,
+    fake_reply: FakeReply,
+    appendonly: bool,
+    save: str,
+    detail: str,
+) -> None:
+    server = EmbeddedValkey(tmp_path / "valkey", appendonly=appendonly, extra_args=["--save", save])
+    url = await server.start()
+    try:
+        code, checks = await checks_of(doctor_env(tmp_path, url, fake_slack, fake_reply))
+    finally:
+        await server.stop()
+    persistence = checks["redis persistence"]
+    assert persistence["ok"] and persistence["detail"].startswith(detail)
+    assert ("appendonly yes" in persistence["fix"]) == (not save)
+    assert code == 0  # a warning, not a failed check
