@@ -8,12 +8,14 @@ that into one `slack_channel_unusable` line naming the fix, and a gauge an alert
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
 import structlog
 
 from .metrics import Metrics
 from .slack_api import SlackApi, SlackFailure
+from .store import STORE_ERRORS, Store
 
 log = structlog.get_logger("bridge.channel_check")
 
@@ -59,9 +61,10 @@ async def channel_problem(slack: SlackApi, channel: str) -> str | None:
 class ChannelCheck:
     """Checks a set of channels and keeps bridge_slack_channel_usable{channel} in step with it."""
 
-    def __init__(self, slack: SlackApi, metrics: Metrics) -> None:
+    def __init__(self, slack: SlackApi, metrics: Metrics, store: Store) -> None:
         self.slack = slack
         self.metrics = metrics
+        self.store = store
         self._exported: set[str] = set()
 
     async def run(self, channels: Iterable[str], app_name: str) -> bool:
@@ -73,7 +76,14 @@ class ChannelCheck:
         complete = True
         for channel in wanted:
             try:
+                if await self.store.paused_until(channel) > time.time() * 1000:
+                    complete = False  # a 429's Retry-After covers every call on the channel
+                    continue
                 reason = await channel_problem(self.slack, channel)
+            except STORE_ERRORS as e:
+                complete = False
+                log.warning("slack_channel_check_failed", channel=channel, reason=type(e).__name__)
+                continue
             except SlackFailure as e:
                 complete = False
                 fields = {"fix": e.fix()} if e.auth else {}

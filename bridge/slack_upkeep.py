@@ -21,7 +21,7 @@ AGENTS_EVERY_S = 60.0  # re-read the groups' cache (Slack is asked only once it 
 
 
 async def slack_upkeep(bridge: Bridge, agents: AgentDirectory, stop: asyncio.Event) -> None:
-    check = ChannelCheck(bridge.slack, bridge.metrics)
+    check = ChannelCheck(bridge.slack, bridge.metrics, bridge.store)
     while bridge.identity is None and not stop.is_set():  # the app's name goes in the fix
         await _pause(stop, POLL_S)
     checked = None
