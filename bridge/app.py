@@ -22,7 +22,7 @@ from redis.backoff import ExponentialBackoff
 from .admin_web import add_admin_routes
 from .agents import AgentDirectory
 from .cli_redis import URL_FILE
-from .delivery import Deliverer, DeliveryContext, Lane, ReplyLane, SlackLane
+from .delivery import Deliverer, DeliveryContext, FileLane, Lane, ReplyLane, SlackLane
 from .desk import create_desk, start_desk
 from .embedded import EmbeddedValkey
 from .handover import Handover
@@ -166,7 +166,8 @@ def _bridge_ctx(app_config: AppConfig):
         delivery_settings = lambda: holder.current.delivery  # noqa: E731
         slack_health = SlackHealth()  # what delivery, /readyz and metrics know of the token, shared
         ctx = DeliveryContext(store, metrics, delivery_settings, app_config.replies_enabled, slack_health)
-        lanes: list[Lane] = [SlackLane(ctx, slack)]
+        ctx.history = lambda: holder.current.history
+        lanes: list[Lane] = [SlackLane(ctx, slack), FileLane(ctx, slack)]
         if app_config.replies_enabled and settings.bridge_reply_secret:
             sender = ReplySender(
                 app[HTTP],

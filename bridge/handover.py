@@ -94,6 +94,9 @@ class Recorded(NamedTuple):
     unreplicated: dict[str, int] | None
 
 
+Limits = tuple[int, int, int, int, int, int]
+
+
 class Handover:
     """Records Smartly events: one record.lua call each, within the store deadline. `config` returns
     the current (hot-reloadable) file config."""
@@ -109,7 +112,7 @@ class Handover:
         self.config = config
         self.default_pool = default_pool
         self.clock = clock
-        self._limits_of: tuple[FileConfig | None, tuple[int, int, int, int]] = (None, (0, 0, 0, 0))
+        self._limits_of: tuple[FileConfig | None, Limits] = (None, (0, 0, 0, 0, 0, 0))
 
     async def record(self, event: SmartlyEvent, digest: str) -> Recorded:
         """Record the event (`digest`: its body's, for dedupe) within STORE_DEADLINE_S, plus
@@ -131,7 +134,7 @@ class Handover:
     def prepare(self, event: SmartlyEvent, digest: str) -> tuple[RecordArgs, rules.Decision | None]:
         """Pure part of recording: the script's arguments, and the rules' decision."""
         config = self.config()
-        dedupe_ms, hist_max, ttl_ms, shown_on_open = self._limits(config)
+        dedupe_ms, hist_max, ttl_ms, shown_on_open, line_chars, opening_bytes = self._limits(config)
         now = self.clock()
         now_ms = int(now.timestamp() * 1000)
         decision = rules.decide(event, config, self.default_pool(), now)
@@ -160,11 +163,14 @@ class Handover:
             entry=orjson.dumps(entry) if entry is not None else "",
             header=orjson.dumps(header) if header is not None else "",
             shown_on_open=shown_on_open,
+            line_chars_on_open=line_chars,
+            opening_bytes=opening_bytes,
         )
         return args, decision
 
-    def _limits(self, config: FileConfig) -> tuple[int, int, int, int]:
-        """(dedupe_ms, hist_max, ttl_ms, shown_on_open), read once per config (it is reloadable)."""
+    def _limits(self, config: FileConfig) -> Limits:
+        """(dedupe_ms, hist_max, ttl_ms, shown_on_open, line_chars_on_open, opening_bytes), read once
+        per config (it is reloadable)."""
         cached_for, limits = self._limits_of
         if config is not cached_for:
             history = config.history
@@ -173,6 +179,10 @@ class Handover:
                 history.max_entries,
                 int(history.ttl_s * 1000),
                 history.shown_on_open,
+                history.line_chars_on_open,
+                # Shown history (as JSON) up to this size surely fits one opening post: rendered, an
+                # exchange takes at most ~6.4 times its JSON (escaping, labels), so no transcript file.
+                config.delivery.max_message_chars // 8,
             )
             self._limits_of = (config, limits)
         return limits

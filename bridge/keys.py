@@ -11,7 +11,8 @@ lives in a slot of its own: it runs on standalone Redis only, see Store.begin_po
   bridge:{p}:lines:<cid>        list    the open handover's lines (history shown at open, exchanges,
                                         agents' replies) for handover_resolved's transcript; capped
   bridge:{p}:sent:<cid>         hash    Slack ts of a relayed agent reply -> "<reply id> <relayed ms>"
-  bridge:{p}:out:<lane>:<cid>   stream  what must still be delivered, in order (lane: slack | reply)
+  bridge:{p}:out:<lane>:<cid>   stream  what must still be delivered, in order (lane: slack | reply |
+                                        file, the transcript file: apart, so it never holds lines back)
   bridge:{p}:ready:<lane>       zset    conversations with pending entries, scored by when they are due
   bridge:{p}:lease:<lane>:<cid> string  the worker delivering this conversation right now (PX lease)
   bridge:{p}:open               zset    open handovers, scored by last activity (idle auto-resolve)
@@ -49,7 +50,8 @@ from urllib.parse import quote, unquote
 
 SLACK = "slack"
 REPLY = "reply"
-LANES = (SLACK, REPLY)
+FILE = "file"
+LANES = (SLACK, REPLY, FILE)
 PREFIX = "bridge:"
 
 
@@ -188,10 +190,10 @@ def conversation_keys(partitions: int, cid: str) -> Keys:
 
 
 @functools.lru_cache(maxsize=16384)
-def record_keys(partitions: int, cid: str) -> tuple[str, str, str, str, str, str, str]:
+def record_keys(partitions: int, cid: str) -> tuple[str, ...]:
     """record.lua's keys but the dedupe one, built once per conversation instead of per webhook."""
     k = conversation_keys(partitions, cid)
-    return k.conv, k.hist, k.out(SLACK), k.ready(SLACK), k.open, k.stats, k.lines
+    return k.conv, k.hist, k.out(SLACK), k.ready(SLACK), k.open, k.stats, k.lines, k.out(FILE), k.ready(FILE)
 
 
 def thread_in(conv: dict[str, str], hid: str) -> tuple[str, str] | None:

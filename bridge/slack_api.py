@@ -54,6 +54,18 @@ AUTH_ERRORS = frozenset(
 # This entry can never be delivered as it is (the channel, the message itself): dead-lettered.
 PERMANENT_ERRORS = frozenset(
     {
+        # files.getUploadURLExternal / files.completeUploadExternal (the transcript file)
+        "file_uploads_disabled",
+        "file_uploads_except_images_disabled",
+        "file_type_not_allowed",
+        "file_upload_size_restricted",
+        "storage_limit_reached",
+        "snippet_too_large",
+        "unknown_snippet_type",
+        "alt_txt_too_large",
+        "missing_argument",
+        "posting_to_channel_denied",
+        "channels_limit_exceeded",
         "channel_not_found",
         "not_in_channel",
         "is_archived",
@@ -126,6 +138,7 @@ PERMANENT_ERRORS = frozenset(
 DELIVERY_EVENT_TYPE = "bridge_delivery"
 # Called for every delivery, and documented as taking a JSON body: sent by hand (see _post_json).
 JSON_METHODS = frozenset({"chat.postMessage", "chat.update"})
+UPLOAD_STEP = "files.upload_url"  # the POST of a file's bytes (no Slack method name; a metrics label)
 
 
 # Slack's `error` is a short snake_case code. Anything else (an echo of the request, a proxy's page) must
@@ -440,3 +453,50 @@ class SlackApi:
             or user.get("real_name")
             or user.get("name")
         ) or None
+
+    async def upload_file(
+        self, channel: str, thread_ts: str, filename: str, content: bytes, *, title: str, comment: str
+    ) -> str:
+        """Attach a file to a thread in Slack's three steps (files.getUploadURLExternal, the POST of
+        the bytes to the URL it returns, files.completeUploadExternal); returns the file id."""
+        got = await self._call("files.getUploadURLExternal", filename=filename, length=len(content))
+        url, file_id = str(got.get("upload_url", "")), str(got.get("file_id", ""))
+        if not url.startswith(("https://", "http://")) or not file_id:
+            raise SlackFailure("upload_url_missing")
+        await self._upload(url, content)
+        await self._call(
+            "files.completeUploadExternal",
+            files=[{"id": file_id, "title": title}],
+            channel_id=channel,
+            thread_ts=thread_ts,
+            initial_comment=comment,
+        )
+        return file_id
+
+    async def _upload(self, url: str, content: bytes) -> None:
+        """The bytes to Slack's upload URL: pre-signed, so without the token. A 4xx is permanent
+        (the same bytes get the same answer), a 5xx, 429 or network error transient."""
+        session = self.session or aiohttp.ClientSession()
+        try:
+            async with session.post(
+                url,
+                data=content,
+                timeout=self.timeout,
+                proxy=self.client.proxy or None,
+                ssl=self.client.ssl if self.client.ssl is not None else True,
+            ) as response:
+                await response.read()
+                status, headers = response.status, response.headers
+        except (aiohttp.ClientError, TimeoutError, OSError) as e:
+            self.metrics.slack_requests.labels(UPLOAD_STEP, "unreachable").inc()
+            raise SlackFailure(f"unreachable: {type(e).__name__}") from e
+        finally:
+            if self.session is None:
+                await session.close()
+        if status == 200:
+            self.metrics.slack_requests.labels(UPLOAD_STEP, "ok").inc()
+            return
+        self.metrics.slack_requests.labels(UPLOAD_STEP, "error").inc()
+        if status == 429:
+            raise SlackFailure("ratelimited", retry_after_s=retry_after_s(headers.get("Retry-After")))
+        raise SlackFailure(f"upload_http_{status}", permanent=400 <= status < 500 and status != 408)

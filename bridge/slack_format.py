@@ -101,20 +101,20 @@ def user_said(entry: dict[str, Any]) -> str:
     return " ".join([f"[{kind}]", *_URL.findall(text)])
 
 
-def history_lines(entry: dict[str, Any], *, after_claim: bool = False) -> str:
-    """One exchange: the user's line, then the bot's line, told apart at a glance."""
+def history_lines(entry: dict[str, Any], *, after_claim: bool = False, limit: int = MAX_LINE_CHARS) -> str:
+    """One exchange: the user's line, then the bot's line, told apart at a glance (each cut at `limit`)."""
     at = _clock(entry.get("t"))
     stamp = f"`{at}` " if at else ""
     lines = []
     user_text = user_said(entry)
     if user_text:
-        lines.append(f"{stamp}:bust_in_silhouette: *User:* {shown(user_text)}")
+        lines.append(f"{stamp}:bust_in_silhouette: *User:* {shown(user_text, limit)}")
     bot_text = entry.get("out") or ""
     if bot_text:
         flag = " :warning: _bot answered after an agent claimed_" if after_claim else ""
         intent = entry.get("intent") or ""
         detail = f" _({shown(intent)})_" if intent else ""
-        lines.append(f"{stamp}:robot_face: *Bot:*{detail} {shown(bot_text)}{flag}")
+        lines.append(f"{stamp}:robot_face: *Bot:*{detail} {shown(bot_text, limit)}{flag}")
     return "\n".join(lines) if lines else f"{stamp}_(empty message)_"
 
 

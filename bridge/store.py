@@ -115,6 +115,8 @@ class RecordArgs(NamedTuple):
     entry: bytes | str  # history entry JSON, or '' (no message)
     header: bytes | str  # root header JSON when a handover should open, else ''
     shown_on_open: int
+    line_chars_on_open: int  # a shown exchange longer than this (as JSON) may need the transcript file
+    opening_bytes: int  # shown history (as JSON) longer than this may too (opening.py decides)
 
 
 class PartitionMismatch(Exception):
@@ -210,9 +212,9 @@ class Store:
         )
 
     def _record_keys(self, cid: str, digest: str) -> list[str]:
-        conv, hist, out, ready, open_, stats, lines = record_keys(self.partitions, cid)
+        conv, hist, out, ready, open_, stats, lines, out_file, ready_file = record_keys(self.partitions, cid)
         k = self.keys(cid)
-        return [conv, hist, out, ready, open_, k.dedupe(digest), stats, lines, k.timers]
+        return [conv, hist, out, ready, open_, k.dedupe(digest), stats, lines, k.timers, out_file, ready_file]
 
     def _record_result(self, raw: list[Any], args: RecordArgs) -> RecordResult:
         recorded, queued, opened, hid = raw

@@ -74,7 +74,7 @@ async def test_concurrent_escalations_open_one_thread(bridge: BridgeClient, fake
     assert (await store.conversation(conversation_id("skill1", "bob")))["hid"] == "1"  # one handover opened
 
     async def all_delivered() -> bool:
-        return await store.pending_counts() == {"slack": 0, "reply": 0}
+        return not any((await store.pending_counts()).values())  # every lane drained
 
     await eventually(all_delivered)
     assert len(fake_slack.roots(CHANNEL)) == 1

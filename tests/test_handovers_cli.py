@@ -118,7 +118,7 @@ async def test_show_gives_state_history_pending_and_dead_letters(
         ("root", "is_archived"),
         ("hist", "no_thread"),  # the lines behind a dead root
     ]
-    assert shown["pending"] == {"slack": [], "reply": []}
+    assert shown["pending"] == {"slack": [], "reply": [], "file": []}
 
     fake_slack.fail_channel(CHANNEL, None)
     fake_slack.fail_with_status(503, methods=["chat.postMessage"])  # Slack away: dee's posts wait

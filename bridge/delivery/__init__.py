@@ -11,6 +11,7 @@ and replicas; a dead worker's lease expires and the conversation becomes due aga
   slack_lane.py   the Slack lane: where an entry goes, crash recovery, Slack failures → Step
   slack_kinds.py  one handler per Slack entry kind (root, update, thread lines), registered by kind
   reply_lane.py   the reply lane: one signed POST per entry to BRIDGE_REPLY_URL
+  file_lane.py    the file lane: a new thread's transcript file, apart so it never holds lines back
 
 Adding a Slack entry kind (say "transcript"): queue entries with `k` = "transcript" from a Lua script
 (lib.lua `enqueue`), then write one handler in slack_kinds.py (or a module imported below)::
@@ -24,6 +25,7 @@ Slack failures it lets out are already mapped (429 pause, retry, dead letter wit
 """
 
 from . import notices  # noqa: F401  (registers the slack lane's "reaction" and "ephemeral" kinds)
+from .file_lane import FileLane
 from .lane import DeliveryContext, Lane
 from .reply_lane import ReplyLane
 from .scheduler import Deliverer
@@ -35,6 +37,7 @@ __all__ = [
     "KINDS",
     "Deliverer",
     "DeliveryContext",
+    "FileLane",
     "Job",
     "Lane",
     "ReplyLane",

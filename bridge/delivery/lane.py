@@ -10,7 +10,7 @@ from typing import Any
 
 import structlog
 
-from ..config import DeliverySection
+from ..config import DeliverySection, HistorySection
 from ..health import SlackHealth
 from ..metrics import Metrics
 from ..results import Fetched, OutboxEntry
@@ -30,6 +30,8 @@ class DeliveryContext:
     settings: Callable[[], DeliverySection]
     replies_enabled: bool
     slack_health: SlackHealth = field(default_factory=SlackHealth)
+    # The live history settings (how the opening history is cut: opening.py).
+    history: Callable[[], HistorySection] = HistorySection
 
     def lease_ms(self) -> int:
         return int(self.settings().lease_s * 1000)

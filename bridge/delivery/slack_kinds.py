@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import structlog
 
-from .. import slack_format
+from .. import opening, slack_format
 from ..results import OutboxEntry
 from ..slack_api import SlackFailure
 from .step import Step
@@ -132,7 +132,8 @@ async def post_lines(lane: SlackLane, job: Job) -> Step:
         if entry.kind not in THREAD_KINDS or entry.hid != head.hid:
             break
         run.append(entry)
-    chunk = slack_format.pack([(e.id, line_text(e)) for e in run], lane.ctx.settings().max_message_chars)[0]
+    max_chars = lane.ctx.settings().max_message_chars
+    chunk = slack_format.pack([(e.id, line_text(e, lane)) for e in run], max_chars)[0]
     first, last = chunk.ids[0], chunk.ids[-1]
     wait = await lane.begin_post(job, first, last)
     if wait is not None:
@@ -144,7 +145,10 @@ async def post_lines(lane: SlackLane, job: Job) -> Step:
     return await lane.commit(job.cid, job.worker, chunk.ids)
 
 
-def line_text(entry: OutboxEntry) -> str:
+def line_text(entry: OutboxEntry, lane: SlackLane) -> str:
     if entry.kind == "note":
         return slack_format.note_text(entry.data)
+    if entry.kind == "hist" and "lines" in entry.data:  # the opening history, as one post
+        limits = lane.ctx.history().line_chars_on_open, lane.ctx.settings().max_message_chars
+        return opening.plan_from_entry(entry.data, *limits).text
     return slack_format.history_lines(entry.data, after_claim=entry.after_claim)

@@ -1,9 +1,9 @@
 -- The webhook hot path, in one round trip: dedupe, conversation fields, history, handover claim,
 -- and the Slack outbox append, all atomic.
--- KEYS: conv, hist, out_slack, ready_slack, open, dedupe, stats, lines, timers
+-- KEYS: conv, hist, out_slack, ready_slack, open, dedupe, stats, lines, timers, out_file, ready_file
 -- ARGV (RecordArgs in bridge/store.py, in this order): now_ms, dedupe_ms, hist_max, ttl_ms, cid,
 --       skill_id, client_id, user_id, lang, platform, muted ('1'|'0'|''), entry json|'',
---       header json|'' (a handover should open), shown_on_open
+--       header json|'' (a handover should open), shown_on_open, line_chars_on_open, opening_bytes
 -- Returns {recorded (0 = duplicate), queued, opened, hid}
 local conv, hist, out, ready, open, dedupe, stats = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local now = tonumber(ARGV[1])
@@ -64,13 +64,31 @@ elseif ARGV[13] ~= '' then
   redis.call('XADD', out, '*', 'k', 'root', 'h', hid, 'e', encoded, 't', now)
   local n = 1
   local shown = tonumber(ARGV[14])
-  if shown > 0 then
-    for _, past in ipairs(redis.call('LRANGE', hist, -shown, -1)) do
-      redis.call('XADD', out, '*', 'k', 'hist', 'h', hid, 'e', past, 't', now)
-      keep_line(KEYS[8], conv, past)  -- the transcript starts with the history shown at open
+  local held = redis.call('LLEN', hist)
+  if held > 0 then
+    local lines = shown > 0 and redis.call('LRANGE', hist, -shown, -1) or {}
+    if #lines > 0 then
+      for _, past in ipairs(lines) do
+        keep_line(KEYS[8], conv, past)  -- the transcript starts with the history shown at open
+      end
+      redis.call('PEXPIRE', KEYS[8], ARGV[4])
+      -- The opening history, ONE entry whatever its length (opening.py renders it as one post).
+      redis.call('XADD', out, '*', 'k', 'hist', 'h', hid, 't', now,
+        'e', '{"older":' .. (held - #lines) .. ',"lines":[' .. table.concat(lines, ',') .. ']}')
       n = n + 1
     end
-    redis.call('PEXPIRE', KEYS[8], ARGV[4])
+    -- Everything held, for the transcript file: its own lane, so it never holds the thread's lines
+    -- back; that lane uploads it only when the opening post leaves something out (opening.py), which
+    -- a short history surely does not (older exchanges, or long lines, or a large total may).
+    local size, longest = 0, 0
+    for _, past in ipairs(lines) do
+      size, longest = size + #past, math.max(longest, #past)
+    end
+    if held > #lines or longest > tonumber(ARGV[15]) or size > tonumber(ARGV[16]) then
+      local all = redis.call('LRANGE', hist, 0, -1)
+      enqueue(KEYS[10], KEYS[11], stats, 'file', cid, now, 'k', 'transcript', 'h', hid, 't', now,
+        'e', '{"shown":' .. #lines .. ',"all":[' .. table.concat(all, ',') .. ']}')
+    end
   end
   redis.call('ZADD', ready, 'NX', now, cid)
   redis.call('HINCRBY', stats, 'slack', n)

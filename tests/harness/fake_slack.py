@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 from aiohttp import web
 
 from tests.harness import HttpFake, wait_until
+from tests.harness.fake_slack_files import FileUploads, SlackUpload
 
 __all__ = [
     "BOT_ID",
@@ -157,6 +158,8 @@ METHOD_SCOPES: dict[str, str | tuple[str, str]] = {
     "usergroups.users.list": "usergroups:read",
     "reactions.add": "reactions:write",
     "files.info": "files:read",
+    "files.getUploadURLExternal": "files:write",
+    "files.completeUploadExternal": "files:write",
 }
 # Methods that refuse a channel the bot cannot post in (archived, or not a member).
 _POSTING = frozenset({"chat.postMessage", "chat.postEphemeral", "reactions.add"})
@@ -460,7 +463,7 @@ def _view_errors(view: Any, kind: str) -> list[str]:
     return errors
 
 
-class FakeSlack(HttpFake):
+class FakeSlack(FileUploads, HttpFake):
     """Fake Slack Web API. `url` is the slack-sdk base_url ("http://127.0.0.1:PORT/api/")."""
 
     def __init__(
@@ -482,6 +485,7 @@ class FakeSlack(HttpFake):
         self.calls: list[SlackCall] = []
         self.channels: dict[str, list[SlackMessage]] = {}
         self.ephemerals: list[dict[str, Any]] = []
+        self.uploads: dict[str, SlackUpload] = {}  # file id → its upload (fake_slack_files.py)
         self._reset_conversations()
         self.deleted: list[tuple[str, str]] = []  # (channel, ts) of chat.delete calls that succeeded
         self.triggers: dict[str, float] = {}  # trigger_id -> when issued (time.monotonic())
@@ -504,6 +508,7 @@ class FakeSlack(HttpFake):
         app = web.Application(client_max_size=8 * 1024 * 1024)
         app.router.add_route("*", "/api/{method}", self._handle)
         app.router.add_get("/files-pri/{team}-{file}/download/{name}", self._download)
+        self.add_upload_route(app)
         return app
 
     # -- fault injection (all runtime-settable) --------------------------------------------------
@@ -532,6 +537,7 @@ class FakeSlack(HttpFake):
         self.reset_counters()
         self.channels.clear()
         self.ephemerals.clear()
+        self.uploads.clear()
         self._reset_conversations()
         self.triggers.clear()
         self.modals.clear()
@@ -1258,4 +1264,6 @@ class FakeSlack(HttpFake):
         "views.publish": _views_publish,
         "files.info": _files_info,
         "reactions.add": _reactions_add,
+        "files.getUploadURLExternal": FileUploads._files_get_upload_url_external,
+        "files.completeUploadExternal": FileUploads._files_complete_upload_external,
     }

@@ -1,0 +1,94 @@
+"""The file lane: a new thread's transcript file (opening.py), attached with Slack's external upload.
+
+A lane of its own, leased apart from the Slack lane: an upload takes three calls and may be retried
+for minutes, and the thread's lines must never wait for it. It waits for the thread instead: until
+the handover's root and opening post are in Slack, so the file lands below them.
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from .. import opening
+from ..keys import FILE, SLACK, split_conversation_id, thread_in
+from ..results import OutboxEntry
+from ..slack_api import SlackApi, SlackFailure
+from .lane import DeliveryContext, Lane
+from .step import Step, inflight_marker, now_ms
+
+log = structlog.get_logger("bridge.delivery")
+
+TRANSCRIPT_FAILED = "transcript_failed"  # the dead letters' reason
+# The root or the opening post is not in Slack yet: look again this soon.
+THREAD_WAIT_MS = 1000
+
+
+class FileLane(Lane):
+    name = FILE
+    fetch_limit = 1
+
+    def __init__(self, ctx: DeliveryContext, slack: SlackApi) -> None:
+        super().__init__(ctx)
+        self.slack = slack
+
+    async def step(self, cid: str, worker: str, conv: dict[str, str], entries: list[OutboxEntry]) -> Step:
+        head = entries[0]
+        if head.kind != "transcript":
+            return await self.bury(cid, [head], f"unknown_kind:{head.kind}")
+        limits = self.ctx.history().line_chars_on_open, self.ctx.settings().max_message_chars
+        plan = opening.plan_from_transcript(head.data, *limits)
+        if not plan.needs_file:  # the opening post shows it all
+            return await self.commit(cid, worker, [head.id])
+        thread, pending = await self._thread(cid, head.hid)
+        if pending:  # the root or the opening post is not in Slack yet
+            return Step.later(now_ms() + THREAD_WAIT_MS)
+        if thread is None:  # its root was dead-lettered: nowhere to attach the file
+            return await self.bury(cid, [head], "no_thread")
+        if not await self.ctx.store.mark_inflight(
+            FILE, cid, worker, inflight_marker(head.id, head.id), lease_ms=self.ctx.lease_ms()
+        ):
+            return self.lease_lost(cid, head.id)
+        channel, thread_ts = thread
+        try:
+            file_id = await self._upload(cid, channel, thread_ts, head, plan)
+        except SlackFailure as e:
+            return await self._failed(cid, head, channel, e)
+        log.info("transcript_uploaded", cid=cid, channel=channel, thread_ts=thread_ts, file_id=file_id)
+        return await self.commit(cid, worker, [head.id])
+
+    async def _upload(
+        self, cid: str, channel: str, thread_ts: str, head: OutboxEntry, plan: opening.Opening
+    ) -> str:
+        skill_id, client_id = split_conversation_id(cid)
+        content = opening.transcript_text(skill_id, client_id, list(head.data.get("all") or []))
+        shown = f"the last {plan.shown} shown above" if plan.shown < plan.held else "shown above"
+        comment = f"Full history before this handover: {plan.held} exchange(s), {shown}" + (
+            ", with long lines cut there." if plan.cut else "."
+        )
+        return await self.slack.upload_file(
+            channel,
+            thread_ts,
+            opening.transcript_name(client_id),
+            content.encode(),
+            title=f"Transcript {client_id}",
+            comment=comment,
+        )
+
+    async def _thread(self, cid: str, hid: str) -> tuple[tuple[str, str] | None, bool]:
+        """(channel, ts) of the handover's thread if its root is posted, and whether its root or
+        opening post still waits in the Slack lane (in order, so at its head). One read of both:
+        the root's commit writes the thread and drops the root atomically."""
+        conv, entries = await self.ctx.store.fetch(SLACK, cid, 2)
+        pending = any(e.hid == hid and e.kind in ("root", "hist") for e in entries)
+        return thread_in(conv, hid), pending
+
+    async def _failed(self, cid: str, head: OutboxEntry, channel: str, e: SlackFailure) -> Step:
+        """Slack's rate limits for files are per method, not the channel's: wait without pausing it.
+        A permanent error, or a token without files:write, dead-letters the file (replayable)."""
+        if e.retry_after_s is not None:
+            return Step.later(now_ms() + int(e.retry_after_s * 1000))
+        if e.permanent or e.reason == "missing_scope":
+            fix = e.fix() if e.auth else "see the reason; `bridge outbox replay --reason transcript_failed`"
+            log.error(TRANSCRIPT_FAILED, cid=cid, channel=channel, reason=e.reason, fix=fix)
+            return await self.bury(cid, [head], TRANSCRIPT_FAILED, channel)
+        return await self.retry_later(cid, e.reason)
