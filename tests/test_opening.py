@@ -136,6 +136,23 @@ async def test_a_failed_upload_step_is_retried(make_bridge: MakeBridge, fake_sla
     assert "user line 00" in fake_slack.uploaded(CHANNEL)[0].text
 
 
+async def test_without_files_write_the_thread_opens_and_the_file_is_a_dead_letter(
+    bridge: BridgeClient, fake_slack: FakeSlack
+) -> None:
+    fake_slack.scopes.discard("files:write")
+    await chat(bridge, "noscope", 21)
+    assert await bridge.hook(escalation("noscope")) == (200, {"ok": True})
+    store = bridge.app[BRIDGE].store
+
+    async def buried() -> bool:
+        return [(d.lane, d.reason) for d in await store.dead_letters()] == [(FILE, "transcript_failed")]
+
+    await eventually(buried)
+    assert len(posts_to(fake_slack)) == 2  # the root and the opening post went out all the same
+    [answer] = [c.response for c in fake_slack.calls_to("files.getUploadURLExternal")]
+    assert (answer["error"], answer["needed"]) == ("missing_scope", "files:write")
+
+
 @pytest.mark.parametrize(("max_chars", "line_chars"), [(500, 300), (3900, 20), (39000, 1500)])
 def test_the_opening_post_always_fits_one_message(max_chars: int, line_chars: int) -> None:
     lines = [{"t": 1, "in": LONG * 3, "out": LONG, "intent": "I"} for _ in range(40)]

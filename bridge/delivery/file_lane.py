@@ -84,11 +84,15 @@ class FileLane(Lane):
 
     async def _failed(self, cid: str, head: OutboxEntry, channel: str, e: SlackFailure) -> Step:
         """Slack's rate limits for files are per method, not the channel's: wait without pausing it.
-        A permanent error, or a token without files:write, dead-letters the file (replayable)."""
+        A permanent error, a token without files:write, or an unknown error tried
+        delivery.unknown_error_attempts times dead-letters the file (replayable); anything else is
+        retried with backoff (a refused token: the Slack lane pauses and probes, this lane backs off)."""
         if e.retry_after_s is not None:
             return Step.later(now_ms() + int(e.retry_after_s * 1000))
-        if e.permanent or e.reason == "missing_scope":
-            fix = e.fix() if e.auth else "see the reason; `bridge outbox replay --reason transcript_failed`"
-            log.error(TRANSCRIPT_FAILED, cid=cid, channel=channel, reason=e.reason, fix=fix)
-            return await self.bury(cid, [head], TRANSCRIPT_FAILED, channel)
-        return await self.retry_later(cid, e.reason)
+        if not (e.permanent or e.reason == "missing_scope"):
+            attempts = await self.ctx.store.bump_attempts(FILE, cid)
+            if not (e.unknown and attempts >= self.ctx.settings().unknown_error_attempts):
+                return await self.retry_later(cid, e.reason, attempts)
+        fix = e.fix() if e.auth else "fix the cause, then: bridge outbox replay --reason transcript_failed"
+        log.error(TRANSCRIPT_FAILED, cid=cid, channel=channel, reason=e.reason, fix=fix)
+        return await self.bury(cid, [head], TRANSCRIPT_FAILED, channel)
