@@ -170,3 +170,13 @@ async def make_bridge(
 @pytest.fixture
 async def bridge(make_bridge: MakeBridge) -> BridgeClient:
     return await make_bridge()
+
+
+@pytest.fixture(autouse=True)
+def _no_redaction_left_behind() -> Iterator[None]:
+    """privacy.redact is process-wide (the running config's detectors, see bridge/privacy/redact.py):
+    a test's in-process bridge must not leave its detectors active for the next test."""
+    yield
+    from bridge import privacy
+
+    privacy.activate(privacy.Redactor())

@@ -156,6 +156,7 @@ async def test_redacted_in_root_history_live_lines_and_updates_but_not_in_replie
 
     sent = everything_sent_to_slack(fake_slack)
     assert_nothing_leaked(sent)
+    assert "33612345678" not in sent  # not even percent-encoded in a conversation id (message metadata)
     thread = "\n".join(fake_slack.thread(CHANNEL, root.ts))
     for placeholder in ("[email]", "[phone]", "[card]", "[iban]", "[order_id]"):
         assert placeholder in thread
@@ -224,3 +225,25 @@ async def test_root_fields_choose_what_the_root_shows(make_bridge: Any, fake_sla
     await click(bridge, root.ts, "handover_claim")
     await wait_until(lambda: bool(fake_slack.calls_to("chat.update")))
     assert "frank-42" not in orjson.dumps(fake_slack.calls_to("chat.update")[-1].params).decode()
+
+
+async def test_redacted_in_the_home_tab(
+    make_bridge: Any, fake_slack: FakeSlack, fake_reply: FakeReply
+) -> None:
+    bridge = await make_bridge(file={"privacy": {"redact": ALL}})
+    client = "+33612345678"
+    assert await bridge.hook(message(client, full_text(), "noted", need_help=True)) == (200, {"ok": True})
+    await wait_until(lambda: len(fake_slack.roots(CHANNEL)) == 1)
+    home = {
+        "type": "event_callback",
+        "team_id": "TFAKE0001",
+        "api_app_id": "ABRIDGE",
+        "event": {"type": "app_home_opened", "user": "UAGENT01", "channel": "D0HOME", "tab": "home"},
+        "event_id": "EvHOMEPRIVACY1",
+        "event_time": int(time.time()),
+    }
+    assert await bridge.slack_event(home) == (200, {"ok": True})
+    await wait_until(lambda: "UAGENT01" in fake_slack.home_views)
+    view = orjson.dumps(fake_slack.home_views["UAGENT01"]).decode()
+    assert "[phone]" in view and "[order_id]" in view  # the client id and the user's last words
+    assert_nothing_leaked(everything_sent_to_slack(fake_slack))

@@ -13,6 +13,7 @@ import structlog
 
 from ..health import AUTH_RETRY_S
 from ..keys import SLACK, thread_in
+from ..privacy import conversation_label
 from ..results import OutboxEntry, stream_id_key
 from ..slack_api import SlackApi, SlackFailure
 from .lane import DeliveryContext, Lane
@@ -178,7 +179,12 @@ class SlackLane(Lane):
     def marker(job: Job, first: str, last: str) -> dict[str, str]:
         """The metadata a post carries, so that after a crash it is found again (slack_api.find_marked
         matches every field: stream ids alone repeat across conversations)."""
-        return {"conversation": job.cid, "hid": job.head.hid, "first": first, "last": last}
+        return {
+            "conversation": conversation_label(job.cid),
+            "hid": job.head.hid,
+            "first": first,
+            "last": last,
+        }
 
     async def root_posted(self, job: Job, ts: str) -> Step:
         head = job.head

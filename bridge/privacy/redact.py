@@ -16,6 +16,7 @@ leaks, and the bridge carries on); the event is logged without the text.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -143,6 +144,15 @@ def activate(redactor: Redactor) -> None:
 
 def active() -> Redactor:
     return _active
+
+
+def conversation_label(cid: str) -> str:
+    """The conversation id as Slack may store it (message metadata): itself, or while redaction is on
+    a pseudonym (its client id is often a phone number or an email). Stable, so what the bridge
+    looks for again (slack_api.find_marked) matches what it posted."""
+    if not _active.detectors:
+        return cid
+    return "h" + hashlib.sha256(cid.encode()).hexdigest()[:24]
 
 
 def redact(text: str) -> str:
