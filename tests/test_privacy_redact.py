@@ -247,3 +247,19 @@ async def test_redacted_in_the_home_tab(
     view = orjson.dumps(fake_slack.home_views["UAGENT01"]).decode()
     assert "[phone]" in view and "[order_id]" in view  # the client id and the user's last words
     assert_nothing_leaked(everything_sent_to_slack(fake_slack))
+
+
+async def test_redacted_in_the_transcript_file(make_bridge: Any, fake_slack: FakeSlack) -> None:
+    bridge = await make_bridge(replies=False, file={"privacy": {"redact": ALL}})
+    client = "+33612345678"
+    for n in range(30):  # more than the opening post shows: the full history goes in a file
+        said = message(client, f"{n:02d} {full_text()}", f"noted {SECRETS['card']}")
+        assert await bridge.hook(said) == (200, {"ok": True})
+    assert await bridge.hook(escalation(client)) == (200, {"ok": True})
+    await wait_until(lambda: len(fake_slack.uploaded(CHANNEL)) == 1, 10)
+    [upload] = fake_slack.uploaded(CHANNEL)
+    assert upload.text.count("[order_id]") == 30 and upload.text.count("[card]") == 60  # user and bot
+    shown = f"{upload.filename} {upload.title} {upload.text} {upload.initial_comment}"
+    assert_nothing_leaked(shown)
+    assert "33612345678" not in shown and "[phone]" in upload.title
+    assert_nothing_leaked(everything_sent_to_slack(fake_slack))

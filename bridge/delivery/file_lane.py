@@ -11,6 +11,7 @@ import structlog
 
 from .. import opening
 from ..keys import FILE, SLACK, split_conversation_id, thread_in
+from ..privacy import redact
 from ..results import OutboxEntry
 from ..slack_api import SlackApi, SlackFailure
 from .lane import DeliveryContext, Lane
@@ -60,6 +61,7 @@ class FileLane(Lane):
         self, cid: str, channel: str, thread_ts: str, head: OutboxEntry, plan: opening.Opening
     ) -> str:
         skill_id, client_id = split_conversation_id(cid)
+        client_id = redact(client_id)  # in the file's name, title and first line (often a phone number)
         content = opening.transcript_text(skill_id, client_id, list(head.data.get("all") or []))
         shown = f"the last {plan.shown} shown above" if plan.shown < plan.held else "shown above"
         comment = f"Full history before this handover: {plan.held} exchange(s), {shown}" + (
