@@ -3,8 +3,9 @@
 Key layout (all prefixed `bridge:`). A conversation (skill_id, client_id) lives in one of N partitions,
 and every key of a partition carries the same hash tag `{N}`: the conversation's state, its outboxes,
 and the partition's work queues sit in ONE Redis Cluster slot, so each script is atomic and touches one
-slot, and the webhook path is one EVALSHA. (begin_post.lua also takes a channel's token, whose bucket
-lives in a slot of its own: it runs on standalone Redis only, see Store.begin_post.)
+slot, and the webhook path is one EVALSHA. A channel's bucket and queue share the hash tag {<channel>}
+(begin_turn.lua touches a conversation's keys and its channel's: standalone Redis only, see
+Store.begin_turn).
 
   bridge:{p}:conv:<cid>         hash    user fields, handover state, header, thread ts, delivery markers
   bridge:{p}:hist:<cid>         list    history entries (JSON), capped and expiring with the conversation
@@ -23,6 +24,10 @@ lives in a slot of its own: it runs on standalone Redis only, see Store.begin_po
   bridge:{p}:timers             zset    desk timers (SLA reminders, reopen window), by next due time
   bridge:thread:<channel>:<ts>  string  Slack thread → cid, for agent replies and buttons
   bridge:rate:{<channel>}       hash    token bucket pacing posts to one channel, shared by replicas
+  bridge:wait:{<channel>}       zset    conversations waiting to post in that channel, scored by their
+                                        oldest waiting entry (opening entries OPENING_FIRST_MS lower):
+                                        the token goes with the oldest (fair pacing); rebuilt by workers
+  bridge:saturated:{<channel>}  string  set for a minute when slack_channel_saturated was logged
   bridge:user:<slack user id>   string  cached users.info display name
   bridge:usergroup:<S…>         string  members of a slack.agents user group (JSON), 10 min
   bridge:meta                   hash    partition count, checked at start so it never changes silently
@@ -154,6 +159,14 @@ def thread_key(channel: str, ts: str) -> str:
 
 def rate_key(channel: str) -> str:
     return f"{PREFIX}rate:{{{channel}}}"
+
+
+def wait_key(channel: str) -> str:
+    return f"{PREFIX}wait:{{{channel}}}"
+
+
+def saturation_key(channel: str) -> str:
+    return f"{PREFIX}saturated:{{{channel}}}"
 
 
 def user_key(user_id: str) -> str:

@@ -66,6 +66,15 @@ class Metrics:
             ["channel"],
             registry=r,
         )
+        self.slack_channel_lag = Gauge(
+            "bridge_slack_channel_lag_seconds",
+            "Age of the oldest line waiting to be posted in the channel",
+            ["channel"],
+            registry=r,
+        )
+        self.slack_channel_open = Gauge(
+            "bridge_slack_channel_open_handovers", "Open handovers in the channel", ["channel"], registry=r
+        )
         self.slack_auth_ok = Gauge(
             "bridge_slack_auth_ok", "0 while Slack refuses the bot token (delivery paused)", registry=r
         )

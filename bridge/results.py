@@ -99,6 +99,23 @@ class Commit(NamedTuple):
     fetched: Fetched | None = None
 
 
+class Turn(NamedTuple):
+    """A worker's try for its channel's turn. `held`: its lease was still its own. `chosen`: the
+    conversation whose turn it is ('' when none: wait `wait_ms`), taken out of the channel's queue
+    with its `score`. `rank`: without a turn, how many conversations wait before the worker's own."""
+
+    held: bool
+    wait_ms: int
+    chosen: str
+    score: int
+    rank: int
+
+
+def parse_turn(held: bool, raw: list[Any]) -> Turn:
+    wait, chosen, score, rank = raw
+    return Turn(held, int(wait), as_text(chosen), int(float(as_text(score) or 0)), int(rank))
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     id: str

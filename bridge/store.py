@@ -43,6 +43,7 @@ from .keys import (
     thread_key,
     user_key,
     usergroup_key,
+    wait_key,
 )
 from .results import (
     Commit,
@@ -51,9 +52,11 @@ from .results import (
     Forgotten,
     RecordResult,
     Resolution,
+    Turn,
     as_text,
     flag,
     parse_fetched,
+    parse_turn,
     stream_id_key,
 )
 
@@ -143,7 +146,10 @@ class Store:
             "replay",
             "mark_inflight",
             "take_token",
-            "begin_post",
+            "begin_turn",
+            "take_turn",
+            "give_back",
+            "take_lease",
             "pause_channel",
             "agent_message",
             "claim_handover",
@@ -386,7 +392,7 @@ class Store:
         """Milliseconds to wait before the next post to `channel` (0: go now, token taken)."""
         return int(await self._eval("take_token", [rate_key(channel)], [now_ms, per_second, burst]))
 
-    async def begin_post(
+    async def begin_turn(
         self,
         lane: str,
         cid: str,
@@ -394,30 +400,84 @@ class Store:
         marker: str,
         *,
         channel: str,
+        score: int,
         now_ms: int,
         per_second: float,
         burst: int,
         lease_ms: int,
-    ) -> tuple[bool, int]:
-        """Before a post: (lease still held, ms to wait for a token). With a token taken (0), the
-        in-flight marker is written and the lease renewed; without one, no marker is left behind.
-        One call on standalone Redis; in a cluster the bucket lives in another slot, so two, side by
-        side (a token taken beside a lease found lost is wasted then: rare, not worth a round trip)."""
+    ) -> Turn:
+        """Before a post: join `channel`'s queue with `score` and try for its turn. When the turn is
+        this conversation's own, the in-flight marker is written and the lease renewed; when it is
+        another's, the caller has that turn (token spent) to hand on (see take_lease, give_back).
+        One call on standalone Redis; in a cluster the channel's keys live in another slot: the turn
+        first, then the marker (a lease found lost then gives the turn back)."""
         k = self.keys(cid)
         if not isinstance(self.redis, RedisCluster):
-            held, wait = await self._eval(
-                "begin_post",
-                [k.conv, k.lease(lane), rate_key(channel)],
-                [worker, lease_ms, lane, marker, now_ms, per_second, burst],
+            held, *turn = await self._eval(
+                "begin_turn",
+                [k.conv, k.lease(lane), rate_key(channel), wait_key(channel)],
+                [worker, lease_ms, lane, marker, now_ms, per_second, burst, cid, score],
             )
-            return bool(held), int(wait)
-        wait, held = await asyncio.gather(
-            self.take_token(channel, now_ms, per_second, burst),
-            self.mark_inflight(lane, cid, worker, marker, lease_ms=lease_ms),
+            return parse_turn(bool(held), turn)
+        taken = await self.take_turn(channel, cid, score, now_ms=now_ms, per_second=per_second, burst=burst)
+        if taken.chosen != cid:
+            return taken
+        if await self.mark_inflight(lane, cid, worker, marker, lease_ms=lease_ms):
+            return taken
+        await self.give_back(channel, cid, score, token=True, burst=burst)
+        return taken._replace(held=False, chosen="")
+
+    async def take_turn(
+        self,
+        channel: str,
+        cid: str,
+        score: int,
+        *,
+        now_ms: int,
+        per_second: float,
+        burst: int,
+        have_token: bool = False,
+        skip: Sequence[str] = (),
+    ) -> Turn:
+        """The channel's side of begin_turn (cid '' joins nothing); with `have_token`, the turn of the
+        next conversation not in `skip`, for a token already taken (given back if none waits)."""
+        raw = await self._eval(
+            "take_turn",
+            [rate_key(channel), wait_key(channel)],
+            [now_ms, per_second, burst, cid, score, flag(have_token), *skip],
         )
-        if held and wait > 0:  # no post under this marker after all
-            held = await self.mark_inflight(lane, cid, worker, "", lease_ms=lease_ms)
-        return held, wait
+        return parse_turn(True, raw)
+
+    async def give_back(self, channel: str, cid: str, score: int, *, token: bool, burst: int) -> None:
+        """A turn that could not be used: `cid` back in the queue (unless it joined again meanwhile),
+        and with `token`, the unspent token back in the bucket."""
+        await self._eval(
+            "give_back", [rate_key(channel), wait_key(channel)], [cid, score, flag(token), burst]
+        )
+
+    async def take_lease(
+        self, lane: str, cid: str, worker: str, *, lease_ms: int, now_ms: int, fetch_limit: int
+    ) -> Fetched | None:
+        """Lease `cid` (its turn was taken for it) and read it as fetch() would; None when another
+        worker holds it."""
+        k = self.keys(cid)
+        taken = await self._eval(
+            "take_lease",
+            [k.conv, k.out(lane), k.lease(lane), k.ready(lane)],
+            [worker, lease_ms, now_ms, cid, fetch_limit],
+        )
+        return parse_fetched(taken[1], taken[2]) if int(taken[0]) else None
+
+    async def channel_queues(self, channels: Sequence[str]) -> dict[str, list[tuple[str, int]]]:
+        """The few oldest conversations waiting in each channel's queue, with their scores."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for channel in channels:
+                pipe.zrange(wait_key(channel), 0, 3, withscores=True)
+            rows = await pipe.execute()
+        return {
+            channel: [(as_text(cid), int(score)) for cid, score in row]
+            for channel, row in zip(channels, rows, strict=True)
+        }
 
     async def pause_channel(self, channel: str, until_ms: int, now_ms: int) -> None:
         await self._eval("pause_channel", [rate_key(channel)], [until_ms, now_ms])

@@ -33,7 +33,7 @@ from tests.harness import wait_until
 from tests.harness.fake_slack import FakeSlack, SlackMessage
 from tests.harness.valkey import HOST, ValkeyCluster
 from tests.helpers import CHANNEL, BridgeClient, escalation, message
-from tests.test_outbox import begin_post_keeps_token_marker_and_lease_together
+from tests.test_outbox import begin_turn_gives_the_token_to_the_oldest_waiting_conversation
 
 BridgeOn = Callable[..., Awaitable[BridgeClient]]
 ClusterBridge = Callable[..., Awaitable[BridgeClient]]
@@ -133,14 +133,14 @@ async def test_every_key_of_a_conversation_and_its_partition_is_in_one_slot(
     assert await cluster_redis.execute_command("CLUSTER KEYSLOT", other.conv) not in slots
 
 
-async def test_begin_post_in_a_cluster_takes_two_calls_with_the_same_outcome(
+async def test_begin_turn_in_a_cluster_takes_two_calls_with_the_same_outcome(
     cluster_redis: RedisCluster,
 ) -> None:
     """The channel's bucket lives in another slot than the conversation: no one script for both.
     (A store of the test's own: a running bridge's workers would claim the conversation first.)"""
     store = Store(cluster_redis, partitions=32)
     user = uuid.uuid4().hex[:12]
-    await begin_post_keeps_token_marker_and_lease_together(store, user, f"C{user.upper()}")
+    await begin_turn_gives_the_token_to_the_oldest_waiting_conversation(store, user, f"C{user.upper()}")
 
 
 async def test_history_escalation_and_live_follow_across_two_replicas(

@@ -15,7 +15,6 @@ import aiohttp
 import orjson
 import pytest
 from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
 
 from bridge.config import DeliverySection, FileConfig
 from bridge.delivery import DeliveryContext, SlackLane, Step
@@ -200,30 +199,57 @@ async def test_inflight_marker_is_written_only_by_the_lease_holder(store: Store)
     assert (await store.conversation(cid))["inflight:slack"] == "1-0 1-0 0"
 
 
-async def begin_post_keeps_token_marker_and_lease_together(store: Store, client: str, channel: str) -> None:
-    """Store.begin_post, on standalone Redis (one script) and in a cluster (two calls): the lease
-    holder gets a token and its marker; without a token, no marker is left; a worker that lost the
-    lease gets neither (standalone: the token stays in the bucket)."""
-    cid = await open_thread(store, client, 1)
-    assert await claim(store, cid, "w1", lease_ms=300)
+async def begin_turn_gives_the_token_to_the_oldest_waiting_conversation(
+    store: Store, client: str, channel: str
+) -> None:
+    """Store.begin_turn, on standalone Redis (one script) and in a cluster (two calls): the channel's
+    token goes with the conversation waiting longest; the in-flight marker is written only for a
+    worker's own turn; a turn that cannot be used goes back; a worker that lost its lease gets
+    nothing and spends no token."""
+    old = await open_thread(store, f"{client}-old", 1)
+    new = await open_thread(store, f"{client}-new", 1)
+    for cid in (old, new):
+        assert await store.take_lease(SLACK, cid, "w1", lease_ms=LEASE_MS, now_ms=now_ms(), fetch_limit=1)
     begin = {"channel": channel, "per_second": 1.0, "burst": 1, "lease_ms": LEASE_MS}
-    assert await store.begin_post(SLACK, cid, "w1", "1-0 1-0 0", now_ms=now_ms(), **begin) == (True, 0)
-    assert (await store.conversation(cid))["inflight:slack"] == "1-0 1-0 0"
-    assert await store.redis.pttl(store.keys(cid).lease(SLACK)) > LEASE_MS - 1000  # renewed for a post
+    t = now_ms()
+    assert await store.take_token(channel, t, 1.0, 1) == 0  # the only token: the next is 1 s away
 
-    held, wait = await store.begin_post(SLACK, cid, "w1", "2-0 2-0 0", now_ms=now_ms(), **begin)
-    assert held and 900 <= wait <= 1000  # the bucket is empty: no post now, and no marker for one
-    assert "inflight:slack" not in await store.conversation(cid)
+    turn = await store.begin_turn(SLACK, old, "w1", "1-0 1-0 0", score=1000, now_ms=t, **begin)
+    assert (turn.held, turn.chosen, turn.rank) == (True, "", 0) and 900 <= turn.wait_ms <= 1000
+    turn = await store.begin_turn(SLACK, new, "w1", "2-0 2-0 0", score=2000, now_ms=t, **begin)
+    assert (turn.chosen, turn.rank) == ("", 1)  # one conversation waits before it
+    # a token later, `new`'s worker gets the turn, and it is old's: out of the queue, for old
+    turn = await store.begin_turn(SLACK, new, "w1", "2-0 2-0 0", score=2000, now_ms=t + 1000, **begin)
+    assert (turn.held, turn.chosen, turn.score, turn.wait_ms) == (True, old, 1000, 0)
+    for cid in (old, new):
+        assert "inflight:slack" not in await store.conversation(cid)
+    assert await store.take_lease(SLACK, old, "w2", lease_ms=LEASE_MS, now_ms=t, fetch_limit=5) is None
 
-    later = now_ms() + 1000
-    assert await store.begin_post(SLACK, cid, "w2", "3-0 3-0 0", now_ms=later, **begin) == (False, 0)
-    assert "inflight:slack" not in await store.conversation(cid)
-    if not isinstance(store.redis, RedisCluster):
-        assert await store.take_token(channel, later, 1.0, 1) == 0  # w2 took no token
+    await store.give_back(channel, old, 1000, token=True, burst=1)  # old's holder will use it
+    turn = await store.begin_turn(SLACK, old, "w1", "3-0 3-0 0", score=1000, now_ms=t + 1000, **begin)
+    assert (turn.chosen, turn.wait_ms) == (old, 0)
+    assert (await store.conversation(old))["inflight:slack"] == "3-0 3-0 0"
+    assert await store.redis.pttl(store.keys(old).lease(SLACK)) > LEASE_MS - 1000  # renewed for a post
+
+    later = t + 2000
+    turn = await store.begin_turn(SLACK, new, "w2", "4-0 4-0 0", score=2000, now_ms=later, **begin)
+    assert not turn.held and turn.chosen == ""
+    assert "inflight:slack" not in await store.conversation(new)
+    assert await store.take_token(channel, later, 1.0, 1) == 0  # w2 spent no token
 
 
-async def test_begin_post_keeps_token_marker_and_lease_together(store: Store) -> None:
-    await begin_post_keeps_token_marker_and_lease_together(store, "jack", "CBEGIN")
+async def test_begin_turn_gives_the_token_to_the_oldest_waiting_conversation(store: Store) -> None:
+    await begin_turn_gives_the_token_to_the_oldest_waiting_conversation(store, "jack", "CBEGIN")
+
+
+async def test_take_lease_reads_a_conversation_whose_turn_was_taken_for_it(store: Store) -> None:
+    cid = await open_thread(store, "tess", 2)
+    fetched = await store.take_lease(SLACK, cid, "w1", lease_ms=LEASE_MS, now_ms=now_ms(), fetch_limit=10)
+    assert fetched == await store.fetch(SLACK, cid, 10)
+    assert not await claim(store, cid, "w2")  # leased: nobody else delivers it meanwhile
+    assert (
+        await store.take_lease(SLACK, cid, "w2", lease_ms=LEASE_MS, now_ms=now_ms(), fetch_limit=10) is None
+    )
 
 
 async def test_a_commit_that_leaves_entries_reads_them_for_the_next_post(store: Store) -> None:

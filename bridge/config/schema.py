@@ -319,6 +319,7 @@ class DeliverySection(Section):
     poll_interval_s: Duration = Field(0.5, alias="poll_interval")
     shutdown_grace_s: Duration = Field(10.0, alias="shutdown_grace")
     unknown_error_attempts: int = Field(5, ge=1, le=1000)  # then an unknown Slack error dead-letters
+    saturation_warning_s: Duration = Field(30.0, alias="saturation_warning", gt=0)
 
 
 class RedisSection(Section):

@@ -57,20 +57,31 @@ class Lane:
     def __init__(self, ctx: DeliveryContext) -> None:
         self.ctx = ctx
 
-    async def deliver(self, cid: str, worker: str, fetched: Fetched | None = None) -> Step:
+    async def deliver(
+        self, cid: str, worker: str, fetched: Fetched | None = None, turn: str | None = None
+    ) -> Step:
         """Deliver while there is something to deliver (starting from `fetched` when the claim read
-        it already); returns the Step that stopped it (never `next`)."""
+        it already; `turn`: a channel whose posting turn another worker took for this conversation);
+        returns the Step that stopped it (never `next`)."""
         while not self.stopping:
             conv, entries = fetched if fetched is not None else await self.fetch(cid)
             if not entries:
                 return Step.drained(released=False)
-            step = await self.step(cid, worker, conv, entries)
+            step = await self.step(cid, worker, conv, entries, turn)
+            turn = None
             if step.stops:
                 return step
             fetched = step.fetched
         return Step.later(now_ms())
 
-    async def step(self, cid: str, worker: str, conv: dict[str, str], entries: list[OutboxEntry]) -> Step:
+    async def step(
+        self,
+        cid: str,
+        worker: str,
+        conv: dict[str, str],
+        entries: list[OutboxEntry],
+        turn: str | None = None,
+    ) -> Step:
         raise NotImplementedError
 
     async def fetch(self, cid: str) -> Fetched:

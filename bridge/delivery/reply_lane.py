@@ -41,7 +41,14 @@ class ReplyLane(Lane):
         self.slack = slack
         self.replies = replies
 
-    async def step(self, cid: str, worker: str, conv: dict[str, str], entries: list[OutboxEntry]) -> Step:
+    async def step(
+        self,
+        cid: str,
+        worker: str,
+        conv: dict[str, str],
+        entries: list[OutboxEntry],
+        turn: str | None = None,
+    ) -> Step:
         head = entries[0]
         body = await self._body(cid, head, conv)
         kind = str(body.get("type", head.kind))

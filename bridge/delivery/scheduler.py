@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from ..metrics import Metrics
 from ..results import Fetched
 from ..store import STORE_ERRORS, Store
 from .lane import Lane
+from .pacing import SaturationWatch
+from .slack_lane import SlackLane
 from .step import Step, now_ms, worker_name
 
 log = structlog.get_logger("bridge.delivery")
@@ -52,6 +55,10 @@ class Deliverer:
             self._active[lane.name] = {}
             self._reclaimed[lane.name] = set()
             self._loops.append(asyncio.create_task(self._dispatch(lane), name=f"deliver-{lane.name}"))
+            if isinstance(lane, SlackLane):
+                lane.turn_runner = functools.partial(self.serve_turn, lane)
+                watch = SaturationWatch(self.store, self.metrics, self.settings, lane.channels_seen)
+                self._loops.append(asyncio.create_task(watch.run(), name="saturation-watch"))
 
     def wake(self, lane: str, partition: int) -> None:
         """A hint that this replica just queued work (other replicas find it by polling)."""
@@ -121,10 +128,30 @@ class Deliverer:
             else:  # e.g. its commit just handed it back, and the task is finishing
                 self._reclaimed[lane.name].add(cid)
 
-    async def _run(self, lane: Lane, cid: str, fetched: Fetched | None = None) -> None:
+    async def serve_turn(self, lane: Lane, cid: str, channel: str) -> bool:
+        """Lease `cid` and deliver it with the turn a worker of `lane` took for it in `channel` (fair
+        pacing); False when it is held, here or by another replica."""
+        if cid in self._active[lane.name]:
+            return False
+        fetched = await self.store.take_lease(
+            lane.name,
+            cid,
+            self.worker,
+            lease_ms=int(self.settings().lease_s * 1000),
+            now_ms=now_ms(),
+            fetch_limit=lane.fetch_limit,
+        )
+        if fetched is None or cid in self._active[lane.name]:
+            return False
+        self._active[lane.name][cid] = asyncio.create_task(self._run(lane, cid, fetched, channel))
+        return True
+
+    async def _run(
+        self, lane: Lane, cid: str, fetched: Fetched | None = None, turn: str | None = None
+    ) -> None:
         step = Step.later(now_ms())  # if cancelled: due again at once, for the next process
         try:
-            step = await lane.deliver(cid, self.worker, fetched)
+            step = await lane.deliver(cid, self.worker, fetched, turn)
         except STORE_ERRORS as e:
             self.metrics.redis_errors.labels("deliver").inc()
             log.warning("delivery_redis_error", lane=lane.name, cid=cid, error=type(e).__name__)

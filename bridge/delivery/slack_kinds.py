@@ -33,6 +33,7 @@ class Job(NamedTuple):
     entries: list[OutboxEntry]
     channel: str
     thread_ts: str | None
+    has_turn: bool = False  # another worker took this channel's turn for it (token spent)
 
     @property
     def head(self) -> OutboxEntry:
@@ -49,22 +50,27 @@ class Kind:
     """`handler`: delivers the head entry (and what it coalesces with). `thread`: needs its handover's
     thread (every kind but the root, which creates it); without one the entry is dead-lettered.
     `marked`: its post carries the in-flight marker as metadata, so after a crash the lane looks it
-    up in Slack instead of posting it twice (False: redone, e.g. an idempotent chat.update)."""
+    up in Slack instead of posting it twice (False: redone, e.g. an idempotent chat.update).
+    `paced`: a post into the channel, which waits for the channel's turn (lane.begin_post); False
+    for calls outside chat.postMessage's per-channel limit (chat.update)."""
 
     handler: Handler
     thread: bool = True
     marked: bool = True
+    paced: bool = True
 
 
 KINDS: dict[str, Kind] = {}
 
 
-def handles(*names: str, thread: bool = True, marked: bool = True) -> Callable[[Handler], Handler]:
+def handles(
+    *names: str, thread: bool = True, marked: bool = True, paced: bool = True
+) -> Callable[[Handler], Handler]:
     """Register `handler` for the entry kinds `names` (see Kind)."""
 
     def register(handler: Handler) -> Handler:
         for name in names:
-            KINDS[name] = Kind(handler, thread, marked)
+            KINDS[name] = Kind(handler, thread, marked, paced)
         return handler
 
     return register
@@ -87,7 +93,7 @@ async def post_root(lane: SlackLane, job: Job) -> Step:
     return await lane.root_posted(job, ts)
 
 
-@handles("update", marked=False)
+@handles("update", marked=False, paced=False)
 async def update_root(lane: SlackLane, job: Job) -> Step:
     """chat.update of the root (claimed, resolved): not a post, so it takes no channel token."""
     head = job.head

@@ -8,23 +8,29 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 import structlog
 
 from ..health import AUTH_RETRY_S
 from ..keys import SLACK, thread_in
 from ..privacy import conversation_label
-from ..results import OutboxEntry, stream_id_key
+from ..results import Fetched, OutboxEntry, Turn, stream_id_key
 from ..slack_api import SlackApi, SlackFailure
+from . import pacing
 from .lane import DeliveryContext, Lane
 from .slack_kinds import KINDS, Job, Kind
 from .step import Step, inflight_marker, now_ms
 
 log = structlog.get_logger("bridge.delivery")
 
-# Waits shorter than this are slept through with the lease held (keeps coalescing tight); longer ones
-# hand the conversation back so the worker slot serves other conversations meanwhile.
-MAX_HELD_WAIT_MS = 1500
+# A conversation waiting for its channel's turn is handed back until about then, but looks again
+# at least this often.
+MAX_QUEUE_WAIT_MS = 30_000
+# A turn taken for a conversation another worker holds: tried this many times (backing off from
+# HAND_ON_RETRY_S; that worker is usually about to hand it back), then passed over once.
+HAND_ON_TRIES = 3
+HAND_ON_RETRY_S = 0.02
 FETCH_LIMIT = 200
 # How far back to look in Slack for a post that may have landed just before a crash.
 INFLIGHT_LOOKBACK_S = 30.0
@@ -41,13 +47,35 @@ class SlackLane(Lane):
         self._next_probe_ms = 0
         self._probing = False
         self._auth_failures = 0
+        self.channels_seen: set[str] = set()  # for the saturation gauges (pacing.SaturationWatch)
+        self.turn_runner: Callable[[str, str], Awaitable[bool]] | None = None  # set by the Deliverer
 
-    async def step(self, cid: str, worker: str, conv: dict[str, str], entries: list[OutboxEntry]) -> Step:
+    async def deliver(
+        self, cid: str, worker: str, fetched: Fetched | None = None, turn: str | None = None
+    ) -> Step:
+        if turn is not None and not (fetched and fetched[1]):  # drained since it joined the queue
+            await self._unused_turn(turn)
+            turn = None
+        return await super().deliver(cid, worker, fetched, turn)
+
+    async def step(
+        self,
+        cid: str,
+        worker: str,
+        conv: dict[str, str],
+        entries: list[OutboxEntry],
+        turn: str | None = None,
+    ) -> Step:
         head = entries[0]
         kind = KINDS.get(head.kind)
+        job = await self._job(cid, worker, conv, entries, kind) if kind is not None else None
+        if turn is not None:
+            if job is not None and kind is not None and kind.paced and job.channel == turn:
+                job = job._replace(has_turn=True)
+            else:  # its head goes elsewhere now (another channel, an update): the token goes back
+                await self._unused_turn(turn)
         if kind is None:
             return await self.bury(cid, [head], f"unknown_kind:{head.kind}")
-        job = await self._job(cid, worker, conv, entries, kind)
         if job is None:  # the root of this handover was never posted (dead-lettered): nowhere to post
             return await self.bury(cid, [head], "no_thread")
         paused = self._auth_gate()
@@ -142,30 +170,79 @@ class SlackLane(Lane):
         return await self.retry_later(job.cid, e.reason, attempts)
 
     async def begin_post(self, job: Job, first: str, last: str) -> Step | None:
-        """Take a posting token for the job's channel and mark the post of `first`..`last` in flight:
-        None to post now, else the Step to take instead (lease lost; a long wait hands the
-        conversation back; a short one is slept through, then the outbox is read again, since more
-        lines may have arrived to coalesce into the post)."""
+        """Wait for the channel's turn, then mark the post of `first`..`last` in flight: None to post
+        now, else the Step to take instead. The turn goes to the conversation waiting longest (see
+        pacing.py): when a free token falls to another one, this worker hands that turn on, then
+        tries again for its own; without a token, the conversation is handed back until about its
+        turn (its rank in the queue times the pace)."""
+        if job.has_turn:  # taken a moment ago by another worker: a 429 since then still holds
+            paused = await self.ctx.store.paused_until(job.channel)
+            if paused > now_ms():
+                return Step.later(paused)
+            return None if await self.mark_inflight(job, first, last) else self.lease_lost(job.cid, first)
         s = self.ctx.settings()
-        held, wait = await self.ctx.store.begin_post(
+        queue_score = pacing.score(job.head)
+        self.channels_seen.add(job.channel)
+        turn = await self.ctx.store.begin_turn(
             SLACK,
             job.cid,
             job.worker,
             inflight_marker(first, last),
             channel=job.channel,
+            score=queue_score,
             now_ms=now_ms(),
             per_second=s.posts_per_second,
             burst=s.burst,
             lease_ms=self.ctx.lease_ms(),
         )
-        if not held:
+        if not turn.held:
             return self.lease_lost(job.cid, first)
-        if wait <= 0:
+        if turn.chosen == job.cid:
             return None
-        if wait > MAX_HELD_WAIT_MS:
-            return Step.later(now_ms() + wait)
-        await asyncio.sleep(wait / 1000)
-        return Step.go_on()
+        if turn.chosen:
+            if await self._hand_on(job, turn):  # the turn came back to this conversation
+                return None if await self.mark_inflight(job, first, last) else self.lease_lost(job.cid, first)
+            return Step.go_on()
+        ahead_ms = int(turn.rank * 1000 / s.posts_per_second)
+        return Step.later(now_ms() + min(turn.wait_ms + ahead_ms, MAX_QUEUE_WAIT_MS))
+
+    async def _hand_on(self, job: Job, turn: Turn) -> bool:
+        """A turn taken for another conversation: start its delivery with it (Deliverer.serve_turn).
+        One held by a worker that does not give it up within HAND_ON_TRIES (slow, or dead until its
+        lease expires) is passed over, once, for the next in the queue. True when the turn falls to
+        `job`'s own conversation."""
+        s = self.ctx.settings()
+        store = self.ctx.store
+        chosen, chosen_score, passed = turn.chosen, turn.score, []
+        while chosen and chosen != job.cid:
+            for attempt in range(HAND_ON_TRIES):
+                if await self.hand_over(chosen, job.channel):
+                    return False
+                await asyncio.sleep(HAND_ON_RETRY_S * (attempt + 1))
+            await store.give_back(job.channel, chosen, chosen_score, token=False, burst=s.burst)
+            log.info("turn_passed_over", channel=job.channel, cid=chosen, by=job.cid)
+            passed.append(chosen)
+            turn = await store.take_turn(
+                job.channel,
+                "",
+                0,
+                now_ms=now_ms(),
+                per_second=s.posts_per_second,
+                burst=s.burst,
+                have_token=True,
+                skip=passed,
+            )
+            chosen, chosen_score = turn.chosen, turn.score
+        return chosen == job.cid
+
+    async def hand_over(self, cid: str, channel: str) -> bool:
+        """Start `cid`'s delivery with the turn taken for it in `channel`; False when it is held (or
+        when no scheduler runs this lane, see Deliverer.serve_turn)."""
+        return await self.turn_runner(cid, channel) if self.turn_runner is not None else False
+
+    async def _unused_turn(self, channel: str) -> None:
+        """A turn taken for this conversation that it cannot use (nothing to post there now)."""
+        await self.ctx.store.give_back(channel, "", 0, token=True, burst=self.ctx.settings().burst)
 
     async def mark_inflight(self, job: Job, first: str, last: str) -> bool:
         """Note the post about to start (renewing the lease); False when the lease has passed to

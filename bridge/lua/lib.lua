@@ -1,6 +1,7 @@
 -- Shared helpers, prepended to every script by store.py (Redis scripts cannot call each other).
--- Every key a script touches belongs to one partition ({p} hash tag), so it runs on one cluster slot;
--- begin_post.lua alone also touches a channel's bucket, and Store runs it on standalone Redis only.
+-- Every key a script touches belongs to one partition ({p} hash tag), or to one channel ({<channel>}:
+-- its bucket and queue), so it runs on one cluster slot; begin_turn.lua alone touches both, and Store
+-- runs it on standalone Redis only.
 
 -- Append one entry to a lane's outbox stream and make the conversation due for a worker.
 local function enqueue(out, ready, stats, lane, cid, now, ...)
@@ -46,6 +47,46 @@ local function take_token(bucket, now, rate, burst)
   redis.call('HSET', bucket, 'tokens', tostring(tokens), 'at', now)
   redis.call('PEXPIRE', bucket, math.ceil(burst * 1000 / rate) + 60000)
   return wait
+end
+
+-- One token back (a turn taken for a conversation that could not use it), never above the burst.
+local function give_token(bucket, burst)
+  local tokens = tonumber(redis.call('HGET', bucket, 'tokens') or burst)
+  redis.call('HSET', bucket, 'tokens', tostring(math.min(burst, tokens + 1)))
+end
+
+-- Fair pacing: the channel's token and the choice of thread are one decision. `queue` holds the
+-- conversations waiting for this channel, scored by their oldest waiting entry (opening entries
+-- score far lower: they go first). `cid` (if not '') joins or updates its place with `score`; then,
+-- when a token is free (or `have` one already), the oldest waiting conversation not in `skip` is
+-- taken out of the queue: its turn. Returns {ms to wait (0: a turn was taken), chosen cid or '',
+-- its score, cid's rank in the queue (when no turn: how many turns come before its own)}.
+local function take_turn(bucket, queue, now, rate, burst, cid, score, have, skip)
+  if cid ~= '' then redis.call('ZADD', queue, score, cid) end
+  local skipped = {}
+  for _, id in ipairs(skip) do skipped[id] = true end
+  local head, head_score
+  local found = redis.call('ZRANGE', queue, 0, #skip, 'WITHSCORES')
+  for i = 1, #found, 2 do
+    if not skipped[found[i]] then
+      head, head_score = found[i], found[i + 1]
+      break
+    end
+  end
+  if not head then
+    if have then give_token(bucket, burst) end
+    return {0, '', '0', 0}
+  end
+  if not have then
+    local wait = take_token(bucket, now, rate, burst)
+    if wait > 0 then
+      local rank = 0
+      if cid ~= '' then rank = redis.call('ZRANK', queue, cid) or 0 end
+      return {wait, '', '0', rank}
+    end
+  end
+  redis.call('ZREM', queue, head)
+  return {0, head, head_score, 0}
 end
 
 -- Last step before a post: only the lease holder may post, and a post gets a whole lease to finish.
