@@ -32,7 +32,14 @@ class FileLane(Lane):
         super().__init__(ctx)
         self.slack = slack
 
-    async def step(self, cid: str, worker: str, conv: dict[str, str], entries: list[OutboxEntry]) -> Step:
+    async def step(
+        self,
+        cid: str,
+        worker: str,
+        conv: dict[str, str],
+        entries: list[OutboxEntry],
+        turn: str | None = None,
+    ) -> Step:
         head = entries[0]
         if head.kind != "transcript":
             return await self.bury(cid, [head], f"unknown_kind:{head.kind}")
