@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import re
 import signal
@@ -446,3 +447,35 @@ async def _until(timeout_s: float, check: Callable[[], Awaitable[bool]]) -> None
         if time.monotonic() >= deadline:
             raise AssertionError(f"not reached within {timeout_s}s")
         await asyncio.sleep(0.05)
+
+
+async def test_desk_timers_and_home_tab_across_two_replicas_in_a_cluster(
+    cluster_bridge: ClusterBridge, fake_slack: FakeSlack
+) -> None:
+    """The desk's scripts (desk_tick, desk_open) run in a cluster: each reminder posted once by two
+    replicas, the escalation marks the root, the Home tab lists the handover."""
+    sla = {"first_response": "1s", "remind_every": "1s", "escalate_after": "2s"}
+    a, b = await cluster_bridge(file={"sla": sla}), await cluster_bridge(file={"sla": sla})
+    user = User()
+    assert await a.hook(user.message("hello")) == (200, {"ok": True})
+    assert await b.hook(user.escalation()) == (200, {"ok": True})
+    await wait_until(lambda: len(user.roots(fake_slack)) == 1, 10)
+    root = user.roots(fake_slack)[0]
+
+    def reminders() -> list[SlackMessage]:
+        return [m for m in fake_slack.replies(CHANNEL, root.ts) if m.text.startswith(":alarm_clock:")]
+
+    await wait_until(lambda: len(reminders()) >= 3, 10)
+    assert all(later.at - earlier.at > 0.6 for earlier, later in itertools.pairwise(reminders()))
+    await wait_until(
+        lambda: "Response-time target missed" in str(fake_slack.message(CHANNEL, root.ts).blocks), 10
+    )
+
+    viewer = f"U{uuid.uuid4().hex[:8].upper()}"
+    event = {
+        "type": "event_callback",
+        "event": {"type": "app_home_opened", "user": viewer, "tab": "home", "channel": "D0HOME"},
+        "event_id": f"Ev{uuid.uuid4().hex[:10]}",
+    }
+    assert await a.slack_event(event) == (200, {"ok": True})
+    await wait_until(lambda: user.client in str(fake_slack.home_views.get(viewer, {})), 10)

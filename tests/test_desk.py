@@ -555,3 +555,18 @@ async def test_only_listed_agents_see_the_queue_and_use_the_desk_buttons(
     _, answer = await interact(bridge, submission(modal, {"route": selected("billing")}, user=BOB))
     assert answer["response_action"] == "errors"  # a submit by a non-agent changes nothing
     assert fake_slack.roots(BILLING) == []
+
+
+async def test_a_rate_limited_views_publish_waits_for_retry_after_then_publishes(
+    make_bridge: Any, fake_slack: FakeSlack, fake_reply: FakeReply
+) -> None:
+    bridge = await make_bridge()
+    await open_handover(bridge, fake_slack, fake_reply, client_id="ivy")
+    fake_slack.rate_limit_for(2.0, retry_after=2, methods=["views.publish"])
+    started = time.monotonic()
+    await bridge.slack_event(home_opened(ALICE))
+    await wait_until(lambda: len(home_entries(fake_slack, ALICE)) == 1, timeout_s=8)
+    assert time.monotonic() - started >= 1.5  # not before Slack's Retry-After
+    calls = fake_slack.calls_to("views.publish")
+    assert [c.status for c in calls][-1] == 200
+    assert sum(1 for c in calls if c.status == 429) <= 2  # it waited instead of hammering

@@ -149,3 +149,76 @@ async def test_any_error_code_on_demand(fake_slack: FakeSlack) -> None:
     fake_slack.fail_with_error("update_failed", methods=["chat.update"])
     ts = (await client.chat_postMessage(channel=CHANNEL, text="y"))["ts"]
     assert (await refused(client.chat_update(channel=CHANNEL, ts=ts, text="z")))["error"] == "update_failed"
+
+
+# -- views (the desk: Home tab and modals) ------------------------------------------------------------
+
+
+def a_modal(**overrides: Any) -> dict[str, Any]:
+    select = {
+        "type": "static_select",
+        "action_id": "o",
+        "options": [{"text": {"type": "plain_text", "text": "a"}, "value": "a"}],
+    }
+    view = {
+        "type": "modal",
+        "title": {"type": "plain_text", "text": "Resolve handover"},
+        "submit": {"type": "plain_text", "text": "Resolve"},
+        "blocks": [
+            {
+                "type": "input",
+                "block_id": "o",
+                "label": {"type": "plain_text", "text": "O"},
+                "element": select,
+            }
+        ],
+    }
+    return {**view, **overrides}
+
+
+async def test_views_open_checks_the_trigger_and_the_modal(fake_slack: FakeSlack) -> None:
+    client = slack(fake_slack)
+    trigger = fake_slack.trigger_id()
+    assert (await client.views_open(trigger_id=trigger, view=a_modal()))["ok"]
+    assert (await refused(client.views_open(trigger_id=trigger, view=a_modal())))[
+        "error"
+    ] == "exchanged_trigger_id"
+    assert (await refused(client.views_open(trigger_id="1.2.abc", view=a_modal())))[
+        "error"
+    ] == "invalid_trigger_id"
+    stale = fake_slack.trigger_id()
+    fake_slack.triggers[stale] -= 3.5
+    assert (await refused(client.views_open(trigger_id=stale, view=a_modal())))[
+        "error"
+    ] == "expired_trigger_id"
+    for bad in (
+        a_modal(title={"type": "plain_text", "text": "t" * 25}),
+        a_modal(submit=None),  # input blocks need a submit button
+        a_modal(blocks=[{"type": "divider"}] * 101),
+        a_modal(type="home"),
+    ):
+        answer = await refused(client.views_open(trigger_id=fake_slack.trigger_id(), view=bad))
+        assert answer["error"] == "invalid_arguments" and answer["response_metadata"]["messages"]
+    assert len(fake_slack.modals) == 1
+
+
+async def test_views_publish_checks_the_home_view_and_slacks_rate(fake_slack: FakeSlack) -> None:
+    client = slack(fake_slack)
+    home = {"type": "home", "blocks": [{"type": "divider"}] * 100}
+    assert (await client.views_publish(user_id="UAGENT01", view=home))["ok"]
+    assert fake_slack.home_views["UAGENT01"] == home
+    too_many = {"type": "home", "blocks": [{"type": "divider"}] * 101}
+    assert (await refused(client.views_publish(user_id="UAGENT01", view=too_many)))[
+        "error"
+    ] == "invalid_arguments"
+    assert (await refused(client.views_publish(user_id="UAGENT01", view=a_modal())))[
+        "error"
+    ] == "invalid_arguments"
+    fake_slack.home_enabled = False
+    assert (await refused(client.views_publish(user_id="UAGENT01", view=home)))["error"] == "not_enabled"
+    fake_slack.home_enabled = True
+    for _ in range(96):  # 100 calls a minute in all, refused ones included
+        await client.views_publish(user_id="UAGENT02", view=home)
+    with pytest.raises(SlackApiError) as err:
+        await client.views_publish(user_id="UAGENT02", view=home)
+    assert err.value.response.status_code == 429 and int(err.value.response.headers["Retry-After"]) >= 1

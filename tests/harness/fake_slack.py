@@ -172,6 +172,7 @@ MAX_VIEW_TITLE_CHARS = 24  # modal title, submit and close texts
 MAX_PRIVATE_METADATA_CHARS = 3000
 MAX_SELECT_OPTIONS = 100
 TRIGGER_TTL_S = 3.0  # a trigger_id must be exchanged within 3 s of the click
+VIEWS_PER_MINUTE = {"views.publish": 100, "views.open": 100}  # Slack's Tier 4 (methods/views.*.json)
 _TRIGGER_ID = re.compile(r"^\d+\.\d+\.[0-9a-f]+$")
 
 
@@ -523,6 +524,7 @@ class FakeSlack(FileUploads, HttpFake):
         self._rate_burst = 1.0
         self._rate_tolerance_s = 0.0
         self._buckets: dict[str, tuple[float, float]] = {}
+        self._views_calls: dict[str, list[float]] = {}  # views.* calls within the last minute
 
     def reset_counters(self) -> None:
         """Forget recorded calls and rate violations (messages stay)."""
@@ -845,6 +847,13 @@ class FakeSlack(FileUploads, HttpFake):
         if needed and needed not in self.scopes:
             provided = ",".join(sorted(self.scopes))
             return 200, {"ok": False, "error": "missing_scope", "needed": needed, "provided": provided}, {}
+        if method in VIEWS_PER_MINUTE:  # Tier 4: ~100 a minute per app and workspace
+            window = self._views_calls.setdefault(method, [])
+            window[:] = [at for at in window if now - at < 60.0]
+            if len(window) >= VIEWS_PER_MINUTE[method]:
+                retry = max(1, math.ceil(60.0 - (now - window[0])))
+                return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(retry)}
+            window.append(now)
         if method == "chat.postMessage" and self._rate_per_s is not None:
             retry_after = self._take_token(str(params.get("channel", "")), now)
             if retry_after is not None:
