@@ -68,18 +68,24 @@ def decoded(raw: bytes, encoding: str, limit: int) -> bytes:
     """`raw` decompressed per `encoding` (from encoding_of), at most `limit` bytes once decompressed."""
     if not encoding:
         return raw
-    if encoding == "deflate" and raw[:1] != b"\x78":  # deflate as many servers send it: no zlib header
-        decoder = zlib.decompressobj(-zlib.MAX_WBITS)
-    else:
-        decoder = zlib.decompressobj(_DECODERS[encoding])
     try:
-        body = decoder.decompress(raw, limit + 1)
+        return _inflate(raw, _DECODERS[encoding], limit)
     except zlib.error:
-        raise BodyRejected(400, f"body is not valid {encoding} data", "undecodable_body") from None
+        if encoding != "deflate":
+            raise BodyRejected(400, f"body is not valid {encoding} data", "undecodable_body") from None
+    try:  # deflate as many servers send it: without the zlib header
+        return _inflate(raw, -zlib.MAX_WBITS, limit)
+    except zlib.error:
+        raise BodyRejected(400, "body is not valid deflate data", "undecodable_body") from None
+
+
+def _inflate(raw: bytes, wbits: int, limit: int) -> bytes:
+    decoder = zlib.decompressobj(wbits)
+    body = decoder.decompress(raw, limit + 1)
     if len(body) > limit:
         raise _too_large(limit)
-    if not decoder.eof:
-        raise BodyRejected(400, f"body is not complete {encoding} data", "undecodable_body")
+    if not decoder.eof:  # truncated
+        raise zlib.error("incomplete compressed data")
     return body
 
 
