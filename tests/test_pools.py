@@ -5,6 +5,7 @@ stays there. Through the bridge's real endpoints, a real valkey-server and the f
 from __future__ import annotations
 
 import textwrap
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -219,6 +220,36 @@ async def test_new_handovers_go_to_the_least_loaded_channel_and_stay_there(
     assert {c: thread_of(fake_slack, c).channel for c in ("ann", "cid")} == {
         c: placed[c] for c in ("ann", "cid")
     }
+
+
+async def test_an_outside_hours_pool_and_a_route_pool_are_used(
+    make_bridge: MakeBridge, fake_slack: FakeSlack
+) -> None:
+    night, french = ("C0NIGHT001", "C0NIGHT002"), ("C0FR00001", "C0FR00002")
+    declare(fake_slack, *night, *french)
+    today = datetime.now(UTC).date()
+    closed = [str(today + timedelta(days=d)) for d in (-1, 0, 1)]  # closed now, whatever the hour
+    hours = {"timezone": "UTC", "weekly": {"mon-sun": "00:00-24:00"}, "closed_on": closed}
+    file = {
+        "routes": [
+            {
+                "name": "night",
+                "match": {"lang": "de-*"},
+                "business_hours": {**hours, "outside_hours": {"channel": list(night)}},
+            },
+            {"name": "french", "match": {"lang": "fr-*"}, "channel": list(french)},
+        ]
+    }
+    bridge = await make_bridge(replies=False, file=file)
+    for index, (client, lang) in enumerate(
+        (("nina", "de-de"), ("nils", "de-de"), ("fred", "fr-fr"), ("fanny", "fr-fr"))
+    ):
+        assert await bridge.hook(message(client, "hallo", "bot", lang=lang)) == (200, {"ok": True})
+        assert await bridge.hook(escalation(client, lang=lang)) == (200, {"ok": True})
+        await wait_roots(fake_slack, index + 1)  # one at a time: each sees the others' counts
+    placed = roots_by_client(fake_slack)
+    assert {placed["nina"], placed["nils"]} == set(night)
+    assert {placed["fred"], placed["fanny"]} == set(french)
 
 
 async def test_a_hot_reloaded_pool_applies_to_new_handovers_only(

@@ -34,6 +34,7 @@ HAND_ON_RETRY_S = 0.02
 FETCH_LIMIT = 200
 # How far back to look in Slack for a post that may have landed just before a crash.
 INFLIGHT_LOOKBACK_S = 30.0
+PLACED_CACHE = 4096
 
 
 class SlackLane(Lane):
@@ -49,6 +50,9 @@ class SlackLane(Lane):
         self._auth_failures = 0
         self.channels_seen: set[str] = set()  # for the saturation gauges (pacing.SaturationWatch)
         self.turn_runner: Callable[[str, str], Awaitable[bool]] | None = None  # set by the Deliverer
+        # (cid, hid) → the channel its root was placed in: a placement never changes, and a root
+        # waiting for its channel's token steps again and again (bounded: cleared when large).
+        self._placed: dict[tuple[str, str], str] = {}
 
     async def deliver(
         self, cid: str, worker: str, fetched: Fetched | None = None, turn: str | None = None
@@ -109,10 +113,17 @@ class SlackLane(Lane):
         """The channel of this handover's thread: the least loaded of its pool (then the one with the
         fewest waiting lines), chosen when its root is first posted and kept for life. A root queued
         before pools existed carries a single `channel`."""
+        placed = self._placed.get((cid, root.hid))
+        if placed is not None:
+            return placed
         pool = [str(channel) for channel in root.data.get("pool") or [root.data.get("channel", "")]]
         store = self.ctx.store
         waiting = await store.waiting_in_channels(pool) if len(pool) > 1 else []
-        return await store.place_handover(cid, root.hid, pool, now_ms(), waiting)
+        placed = await store.place_handover(cid, root.hid, pool, now_ms(), waiting)
+        if len(self._placed) >= PLACED_CACHE:
+            self._placed.clear()
+        self._placed[(cid, root.hid)] = placed
+        return placed
 
     def _auth_gate(self) -> Step | None:
         """While Slack refuses the token, every channel waits (entries stay queued): None lets this
