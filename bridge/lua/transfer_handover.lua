@@ -32,12 +32,12 @@ redis.call('HDEL', k.conv, 'thread_ts', 'thread_channel', 'agent_id', 'agent_nam
 redis.call('HSET', k.conv, 'state', 'open', 'header', encoded, 'opened_at', now, 'moved_header', cjson.encode(old))
 redis.call('XADD', k.out_slack, '*', 'k', 'root', 'h', hid, 'e', encoded, 't', now)
 local n = 1
-local shown = tonumber(ARGV[11])
-if shown > 0 then
-  for _, past in ipairs(redis.call('LRANGE', KEYS[10], -shown, -1)) do
-    redis.call('XADD', k.out_slack, '*', 'k', 'hist', 'h', hid, 'e', past, 't', now)
-    n = n + 1
-  end
+local shown, held = tonumber(ARGV[11]), redis.call('LLEN', KEYS[10])
+local lines = (shown > 0 and held > 0) and redis.call('LRANGE', KEYS[10], -shown, -1) or {}
+if #lines > 0 then  -- the opening history, as record.lua queues it: one entry, one post
+  redis.call('XADD', k.out_slack, '*', 'k', 'hist', 'h', hid, 't', now,
+    'e', '{"older":' .. (held - #lines) .. ',"lines":[' .. table.concat(lines, ',') .. ']}')
+  n = n + 1
 end
 redis.call('ZADD', k.ready_slack, 'NX', now, cid)
 redis.call('HINCRBY', k.stats, 'slack', n)
