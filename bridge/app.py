@@ -297,14 +297,23 @@ def _upkeep_ctx(handle_signals: bool):
     return ctx
 
 
+# How often the idle sweep checks the channel pools' counts against the conversations (a handover
+# whose "left its channel" call was lost in a crash stops counting then).
+RECONCILE_EVERY_S = 60.0
+
+
 async def _resolve_idle_forever(bridge: Bridge, stop: asyncio.Event) -> None:
     """Auto-resolve handovers with no activity for handover.idle_timeout (any replica may do it:
     the resolve script re-checks the last activity atomically)."""
+    next_reconcile = 0.0
     while not stop.is_set():
         idle_s = bridge.config().handover.idle_timeout_s
         try:
             await resolve_idle(bridge, idle_s)
-            await bridge.store.reconcile_placements()
+            if time.monotonic() >= next_reconcile:  # channel pools' counts, checked once a minute
+                next_reconcile = time.monotonic() + RECONCILE_EVERY_S
+                if dropped := await bridge.store.reconcile_placements():
+                    log.info("channel_placements_reconciled", dropped=dropped)
         except STORE_ERRORS as e:
             bridge.metrics.redis_errors.labels("idle_sweep").inc()
             log.warning("idle_sweep_failed", error=type(e).__name__)

@@ -20,7 +20,7 @@ from bridge.settings import AppConfig, Settings, SettingsError
 from bridge.slack_format import RESOLVE_ACTION
 from bridge.store import Store
 from tests.conftest import TEST_DELIVERY, MakeBridge
-from tests.harness import wait_until
+from tests.harness import eventually, wait_until
 from tests.harness.fake_slack import FakeSlack, SlackMessage
 from tests.helpers import BridgeClient, block_action, escalation, message
 from tests.test_cli import run_cli
@@ -250,6 +250,28 @@ async def test_an_outside_hours_pool_and_a_route_pool_are_used(
     placed = roots_by_client(fake_slack)
     assert {placed["nina"], placed["nils"]} == set(night)
     assert {placed["fred"], placed["fanny"]} == set(french)
+
+
+async def test_a_running_bridge_drops_counts_left_by_a_crash(
+    make_bridge: MakeBridge, fake_slack: FakeSlack, redis_url: str
+) -> None:
+    """A handover whose resolve never reached the counters (the process died in between) stops
+    counting once the bridge's sweep finds its conversation has no such handover open."""
+    declare(fake_slack, *POOL[:2])
+    client = Redis.from_url(redis_url)
+    stale = Store(client, partitions=32)
+    await stale.place_handover("skill1:ghost", 1, [POOL[0]], 1)  # no conversation behind it
+    await client.aclose()
+    bridge = await make_bridge(replies=False, slack_channel=",".join(POOL[:2]))
+    store = bridge.app[BRIDGE].store
+
+    async def reconciled() -> bool:
+        return await store.open_in_channels(POOL[:2]) == dict.fromkeys(POOL[:2], 0)
+
+    await eventually(reconciled)
+    await open_handover(bridge, "ann")
+    await wait_roots(fake_slack, 1)
+    assert thread_of(fake_slack, "ann").channel == POOL[0]  # the pool's first channel: really empty
 
 
 async def test_a_hot_reloaded_pool_applies_to_new_handovers_only(
