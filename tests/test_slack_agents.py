@@ -111,17 +111,20 @@ async def test_only_listed_agents_and_group_members_act_and_are_relayed(
     await click(bridge, root_ts, "handover_claim", user=BOB)  # not an agent: refused, told why
     await wait_until(lambda: len(ephemerals_to(fake_slack, BOB)) == 1)
     assert "slack.agents" in ephemerals_to(fake_slack, BOB)[0]["text"]
+    await click(bridge, root_ts, "handover_resolve", user=BOB)  # nor resolve
+    await wait_until(lambda: len(ephemerals_to(fake_slack, BOB)) == 2)
     await reply(bridge, root_ts, "from alice")
     envelope = thread_reply_event(CHANNEL, root_ts, "nor am I", user=BOB)
     assert await bridge.slack_event(envelope) == (200, {"ok": True})
-    await wait_until(lambda: len(ephemerals_to(fake_slack, BOB)) == 2)
-    told = ephemerals_to(fake_slack, BOB)[1]
+    await wait_until(lambda: len(ephemerals_to(fake_slack, BOB)) == 3)
+    told = ephemerals_to(fake_slack, BOB)[2]
     assert told["thread_ts"] == root_ts and "not sent" in told["text"]
 
     await reply(bridge, root_ts, "from a group member", user=CAROL)
     await wait_until(lambda: texts(fake_reply) == ["from alice", "from a group member"])
     assert [b["agent"]["slack_user_id"] for b in of_type(fake_reply, "agent_message")] == [ALICE, CAROL]
     assert of_type(fake_reply, "handover_claimed")[0]["agent"]["slack_user_id"] == ALICE  # claimed on reply
+    assert of_type(fake_reply, "handover_resolved") == []
 
     # The group's members are cached in Redis for 10 minutes, shared by replicas: a second bridge
     # (another replica) starts without asking Slack again.
