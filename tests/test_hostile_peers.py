@@ -292,10 +292,11 @@ async def test_503_says_recorded_no_when_redis_was_never_reached(
         await bridge.close()
 
 
+@pytest.mark.parametrize("autopipeline", [True, False])
 async def test_503_says_recorded_unknown_after_a_timeout_and_a_retry_is_counted_once(
-    tmp_path: Path, own_redis: EmbeddedValkey, slack: BrokenProxySlack
+    tmp_path: Path, own_redis: EmbeddedValkey, slack: BrokenProxySlack, autopipeline: bool
 ) -> None:
-    bridge = await bridge_on(tmp_path, own_redis, slack, True)
+    bridge = await bridge_on(tmp_path, own_redis, slack, autopipeline)
     try:
         await open_thread(bridge, slack, "frozen")
         line = message("frozen", "frozen m-000", "ok")
