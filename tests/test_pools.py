@@ -21,9 +21,18 @@ from bridge.slack_format import RESOLVE_ACTION
 from bridge.store import Store
 from tests.conftest import TEST_DELIVERY, MakeBridge
 from tests.harness import eventually, wait_until
-from tests.harness.fake_slack import FakeSlack, SlackMessage
-from tests.helpers import BridgeClient, block_action, escalation, message
+from tests.harness.bridge_process import BridgeProcess
+from tests.harness.fake_slack import DEFAULT_TOKEN, FakeSlack, SlackMessage
+from tests.helpers import WEBHOOK_KEY, BridgeClient, block_action, escalation, message
 from tests.test_cli import run_cli
+from tests.test_faults import (
+    FAST,
+    LINE_NUMBER,
+    LateAnswerSlack,
+    every_client_sends,
+    marker_of,
+    open_handovers,
+)
 
 POOL = ("C0POOLA1", "C0POOLB2", "C0POOLC3")
 
@@ -375,3 +384,63 @@ async def test_resolve_frees_the_channel(store: Store) -> None:
         == 1
     )
     assert await store.open_in_channels(["C0X0001"]) == {"C0X0001": 0}
+
+
+# -- a crash on a pool -----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_sigkill_on_a_pool_loses_nothing_doubles_nothing_and_every_thread_stays(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """The outbox's SIGKILL fault on a 3-channel pool (SLACK_CHANNEL=a,b,c): killed while lines wait
+    and a post is in Slack's hands, restarted: every line arrives once, in order, in the thread of its
+    handover's channel, and each channel holds the same number of handovers."""
+    slack = LateAnswerSlack()
+    declare(slack, *POOL)
+    await slack.start()
+    delivery = {**FAST, "posts_per_second": 4, "burst": 1, "lease": "2s"}
+    bridge = BridgeProcess(
+        tmp_path,
+        redis_url=redis_url,
+        slack_url=slack.url,
+        webhook_key=WEBHOOK_KEY,
+        slack_token=DEFAULT_TOKEN,
+        channel=",".join(POOL),
+        config={"delivery": delivery},
+    )
+    try:
+        await bridge.started()
+        clients = [f"pool-{n}" for n in range(6)]
+        sent = await open_handovers(bridge, clients)
+        await wait_until(lambda: len(slack.roots()) == 6, 15)
+        slack.answer_delay_s = 1.0
+        for i in range(10):
+            await every_client_sends(bridge, clients, i, sent)
+        await wait_until(lambda: slack.unanswered > 0, 10)
+        assert await bridge.killed() == -9
+        slack.answer_delay_s = 0.0
+        bridge.start()
+        await bridge.wait_ready()
+        await wait_until(lambda: sum(len(LINE_NUMBER.findall(m.text)) for m in slack.posts()) >= 60, 30)
+        await eventually(lambda: pending_none(redis_url), 30)
+    finally:
+        await bridge.close()
+        await slack.stop()
+
+    channels = []
+    for cid, numbers in sent.items():
+        [root] = [m for m in slack.roots() if marker_of(m).get("conversation") == cid]
+        channels.append(root.channel)
+        seen = [int(n) for r in slack.replies(root.channel, root.ts) for n in LINE_NUMBER.findall(r.text)]
+        assert seen == numbers, (cid, root.channel, seen)  # once each, in order, in its own thread
+    assert sorted(channels) == sorted(POOL * 2)
+    assert sum(len(LINE_NUMBER.findall(m.text)) for m in slack.posts()) == 60  # nowhere else
+
+
+async def pending_none(redis_url: str) -> bool:
+    client = Redis.from_url(redis_url, socket_timeout=2)
+    try:
+        return not any((await Store(client, partitions=32).pending_counts()).values())
+    finally:
+        await client.aclose()
