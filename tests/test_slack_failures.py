@@ -6,6 +6,7 @@ In-process bridges on real HTTP, a real valkey-server and the fake Slack Web API
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Iterator
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from bridge.delivery import slack_lane
+from bridge.delivery import pacing, slack_lane
 from bridge.keys import conversation_id
 from bridge.runtime import BRIDGE
 from tests.conftest import MakeBridge
@@ -98,3 +99,29 @@ async def test_an_unknown_error_is_tried_n_times_then_dead_lettered_with_its_cod
         CHANNEL,
     )
     assert events(logs, "delivery_crashed") == []
+
+
+async def test_a_saturated_channel_is_visible_in_gauges_and_logged_once_a_minute(
+    make_bridge: MakeBridge,
+    fake_slack: FakeSlack,
+    logs: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two replicas: both export the channel's lag and open handovers read from Redis, and the
+    warning is logged once for the channel, not once per replica or per check."""
+    monkeypatch.setattr(pacing, "WATCH_INTERVAL_S", 0.2)  # 5 s in production
+    slow = {"delivery": {"posts_per_second": 0.5, "burst": 1, "saturation_warning": "1s"}}
+    bridges = [await make_bridge(replies=False, file=slow) for _ in range(2)]
+    for i in range(4):
+        assert await bridges[i % 2].hook(escalation(f"sat-{i}")) == (200, {"ok": True})
+        assert await bridges[i % 2].hook(message(f"sat-{i}", "hello", "ok")) == (200, {"ok": True})
+
+    await wait_until(lambda: events(logs, "slack_channel_saturated"), 10)
+    (warning,) = events(logs, "slack_channel_saturated")
+    assert warning["log_level"] == "warning" and warning["channel"] == CHANNEL
+    assert warning["lag_s"] >= 1 and warning["open_handovers"] == 4 and "pool" in warning["hint"]
+    for bridge in bridges:
+        assert await metric(bridge, f'bridge_slack_channel_open_handovers{{channel="{CHANNEL}"}}') == 4
+        assert await metric(bridge, f'bridge_slack_channel_lag_seconds{{channel="{CHANNEL}"}}') > 0.5
+    await asyncio.sleep(1.0)  # five more checks on each replica
+    assert len(events(logs, "slack_channel_saturated")) == 1
