@@ -18,9 +18,10 @@ from redis.asyncio import Redis
 from bridge.config import parse_config
 from bridge.keys import AUDIT_KEY, conversation_id
 from bridge.privacy.audit import audit
+from bridge.runtime import BRIDGE
 from bridge.slack_format import CLAIM_ACTION, RESOLVE_ACTION
 from bridge.store import Store
-from tests.harness import wait_until
+from tests.harness import eventually, wait_until
 from tests.harness.bridge_process import BridgeProcess
 from tests.harness.fake_reply import DEFAULT_SECRET, FakeReply
 from tests.harness.fake_slack import DEFAULT_TOKEN, FakeSlack
@@ -189,3 +190,49 @@ async def test_audit_is_off_by_default_and_trimmed_by_retention(redis_url: str) 
         assert [e["action"] for e in await store.audit_entries(0)] == ["claimed"]
     finally:
         await redis.aclose()
+
+
+async def test_audit_of_take_over_outcome_reopen_and_transfer(
+    make_bridge: Any, fake_slack: FakeSlack, fake_reply: FakeReply
+) -> None:
+    """The other features' changes land in the same trail: taken_over (the take-over button),
+    resolved with its outcome (the desk's modal), reopened and transferred."""
+    from tests.test_agents import ALICE, BOB, open_handover
+    from tests.test_desk import BILLING, button, interact, selected, submission
+    from tests.test_slack_agents import take_over
+
+    route = {"name": "billing", "match": {"lang": "en-*"}, "channel": BILLING}
+    file = {
+        "privacy": {"audit": True},
+        "handover": {"outcomes": ["solved", "spam"], "reopen_window": "1m"},
+        "routes": [route],
+    }
+    bridge = await make_bridge(file=file)
+    root_ts = await open_handover(bridge, fake_slack, fake_reply, client_id="kim")
+    assert await interact(bridge, button(fake_slack, root_ts, "handover_claim", user=ALICE)) == (200, {})
+    assert await bridge.interaction(take_over(root_ts, user=BOB)) == 200
+    assert await interact(bridge, button(fake_slack, root_ts, "handover_resolve", user=BOB)) == (200, {})
+    outcome = submission(fake_slack.modals[-1], {"outcome": selected("solved")}, user=BOB)
+    assert await interact(bridge, outcome) == (200, {})
+    await wait_until(lambda: any(b.get("type") == "handover_resolved" for b in fake_reply.bodies()))
+    assert await interact(bridge, button(fake_slack, root_ts, "handover_reopen", user=ALICE)) == (200, {})
+    assert await interact(bridge, button(fake_slack, root_ts, "handover_transfer", user=ALICE)) == (200, {})
+    moved = submission(fake_slack.modals[-1], {"route": selected("billing")}, user=ALICE)
+    assert await interact(bridge, moved) == (200, {})
+
+    store = bridge.app[BRIDGE].store
+    entries: list[dict[str, str]] = []
+
+    async def transferred() -> bool:
+        entries[:] = [e for e in await store.audit_entries(0) if e["client_id"] == "kim"]
+        return any(e["action"] == "transferred" for e in entries)
+
+    await eventually(transferred)
+    assert [(e["actor"], e["action"], e["detail"]) for e in entries] == [
+        ("system", "opened", "hid=1 trigger=escalation_requested route=default"),
+        (ALICE, "claimed", "button"),
+        (BOB, "taken_over", "button"),
+        (BOB, "resolved", "outcome=solved"),
+        (ALICE, "reopened", "button"),
+        (ALICE, "transferred", "to_route=billing"),
+    ]
