@@ -75,6 +75,7 @@ class Forgotten(NamedTuple):
     history_entries: int
     slack_entries: int  # not yet posted
     reply_entries: int  # not yet relayed
+    file_entries: int  # transcript files not yet uploaded
     dead_letters: int
     thread_mappings: int
 

@@ -438,6 +438,10 @@ class SlackApi:
             ssl=self.client.ssl if self.client.ssl is not None else True,
         )
 
+    async def delete_file(self, file_id: str) -> None:
+        """files.delete: a file the bot uploaded (a transcript); others' files are cant_delete_file."""
+        await self._call("files.delete", file=file_id)
+
     async def user_name(self, user_id: str) -> str | None:
         try:
             data = await self._call("users.info", user=user_id)

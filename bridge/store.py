@@ -29,6 +29,7 @@ from redis.exceptions import (
 from .keys import (
     AUDIT_KEY,
     CHANNEL_OPEN_PREFIX,
+    FILE,
     LANES,
     META_KEY,
     PLACED_KEY,
@@ -37,6 +38,7 @@ from .keys import (
     Keys,
     channel_open_key,
     conversation_keys,
+    permalink_key,
     rate_key,
     record_keys,
     thread_in,
@@ -864,14 +866,20 @@ class Store:
     async def forget(self, cid: str) -> Forgotten:
         """Delete everything Redis holds for one conversation (forget.lua), then its thread mappings."""
         k = self.keys(cid)
-        keys = [k.conv, k.hist, k.lines, k.out(SLACK), k.out(REPLY), k.ready(SLACK), k.ready(REPLY)]
-        keys += [k.open, k.stats, k.lease(SLACK), k.lease(REPLY), k.dead, k.timers, k.sent]
-        deleted, hist, slack, reply, dead, *threads = await self._eval("forget", keys, [cid])
+        keys = [k.conv, k.hist, k.lines, k.sent, k.open, k.stats, k.dead, k.timers]
+        for lane in LANES:
+            keys += [k.out(lane), k.ready(lane), k.lease(lane)]
+        deleted, hist, dead, *rest = await self._eval("forget", keys, [cid, *LANES])
+        pending = dict(zip(LANES, (int(n) for n in rest[: len(LANES)]), strict=True))
         mappings = 0
-        for thread in threads:
+        for thread in rest[len(LANES) :]:
             channel, _, ts = as_text(thread).partition(" ")
             mappings += int(await self.redis.delete(thread_key(channel, ts)))
-        return Forgotten(int(deleted), int(hist), int(slack), int(reply), int(dead), mappings)
+            await self.redis.delete(permalink_key(channel, ts))  # the desk's cached link to it
+            await self.redis.zrem(wait_key(channel), cid)  # its turn in the channel's queue
+        return Forgotten(
+            int(deleted), int(hist), pending[SLACK], pending[REPLY], pending[FILE], int(dead), mappings
+        )
 
     async def threads_of(self, cid: str) -> list[tuple[str, str]]:
         """(channel, ts) of every root posted for this conversation (its `t:<hid>` fields)."""

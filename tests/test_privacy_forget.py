@@ -29,6 +29,7 @@ from tests.helpers import (
     escalation,
     message,
     signed_headers,
+    thread_reply_event,
 )
 
 ADMIN_TOKEN = "admin-token-for-tests-0001"
@@ -61,9 +62,10 @@ async def bridge(
         await proc.close()
 
 
-async def open_claimed(bridge: BridgeProcess, fake_slack: FakeSlack, client: str) -> str:
-    """History, an escalation, the thread posted, a claim by Alice, an agent's message in the thread."""
-    for i in range(3):
+async def open_claimed(bridge: BridgeProcess, fake_slack: FakeSlack, client: str, exchanges: int = 3) -> str:
+    """History, an escalation, the thread posted, a claim by Alice, an agent's message in the thread
+    (more than 20 exchanges: the opening post shows the last ones, a transcript file has them all)."""
+    for i in range(exchanges):
         assert await bridge.hook(message(client, f"{client} says {i}", f"bot answers {i}")) == (
             200,
             {"ok": True},
@@ -131,8 +133,16 @@ def bridge_posts_in(fake_slack: FakeSlack, root_ts: str) -> list[str]:
 async def test_forget_over_http_with_slack_removes_everything_and_twice_is_fine(
     bridge: BridgeProcess, fake_slack: FakeSlack, fake_reply: FakeReply, redis_url: str
 ) -> None:
-    root_ts = await open_claimed(bridge, fake_slack, "ann")
-    # A line Slack refuses for good: a dead letter of ann's.
+    root_ts = await open_claimed(bridge, fake_slack, "ann", exchanges=25)
+    await wait_until(lambda: len(fake_slack.uploaded(CHANNEL, root_ts)) == 1, 10)  # the transcript file
+    # An agent's reply relayed to the user (the bridge remembers its Slack ts), then a line Slack
+    # refuses for good: a dead letter of ann's.
+    envelope = orjson.dumps(thread_reply_event(CHANNEL, root_ts, "on it", user="UAGENT01"))
+    async with aiohttp.ClientSession() as http:
+        url, headers = f"{bridge.url}/slack/events", signed_headers(envelope)
+        async with http.post(url, data=envelope, headers=headers) as response:
+            assert response.status == 200
+    await wait_until(lambda: any(b.get("type") == "agent_message" for b in fake_reply.bodies()), 10)
     fake_slack.fail_channel(CHANNEL, "is_archived")
     assert await bridge.hook(message("ann", "lost line", "lost answer")) == (200, {"ok": True})
     await wait_until(lambda: "dead_letter" in [e.get("event") for e in bridge.log_events()], 10)
@@ -154,7 +164,14 @@ async def test_forget_over_http_with_slack_removes_everything_and_twice_is_fine(
     # included), the agent's message left and counted; the root stays as a tombstone above it.
     assert set(ours) <= {ts for _, ts in fake_slack.deleted}
     assert body["slack"]["deleted"] == len(fake_slack.deleted) >= len(ours)
-    assert body["slack"] == {"threads": 1, "deleted": len(fake_slack.deleted), "others_remaining": 1}
+    assert body["slack"] == {
+        "threads": 1,
+        "deleted": len(fake_slack.deleted),
+        "files_deleted": 1,
+        "others_remaining": 1,
+    }
+    [transcript] = fake_slack.uploaded(CHANNEL, root_ts)
+    assert transcript.deleted and transcript.content is None
     assert [m.text for m in fake_slack.replies(CHANNEL, root_ts)] == ["an agent's words"]
     assert fake_slack.message(CHANNEL, root_ts).subtype == "tombstone"  # type: ignore[union-attr]
     assert all(call.response["ok"] for call in fake_slack.calls_to("chat.delete"))
@@ -165,7 +182,7 @@ async def test_forget_over_http_with_slack_removes_everything_and_twice_is_fine(
     status, again = await admin_delete(bridge.url, "skill1", "ann", slack=True)
     assert status == 200 and again["ok"] and not again["handover_resolved"]
     assert set(again["removed"].values()) == {0}
-    assert again["slack"] == {"threads": 0, "deleted": 0, "others_remaining": 0}
+    assert again["slack"] == {"threads": 0, "deleted": 0, "files_deleted": 0, "others_remaining": 0}
     # A new message from ann after being forgotten starts from nothing.
     assert await bridge.hook(message("ann", "hello again", "hi")) == (200, {"ok": True})
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -21,7 +21,7 @@ import structlog
 
 from ..config import DeliverySection
 from ..config.schema import PrivacySection
-from ..keys import conversation_id
+from ..keys import conversation_id, wait_key
 from ..results import Forgotten
 from ..slack_api import Identity, SlackApi, SlackFailure
 from ..store import Store
@@ -42,6 +42,7 @@ def now_ms() -> int:
 class SlackCleanup:
     threads: int = 0
     deleted: int = 0  # the bridge's own messages deleted (roots, history, lines, notes)
+    files_deleted: int = 0  # files the bridge uploaded there (transcripts), deleted with files.delete
     others_remaining: int = 0  # agents' messages: a bot token cannot delete them
 
 
@@ -79,14 +80,16 @@ class ForgetReport:
             out.append(f"  open handover resolved; {told}")
         out.append(
             f"  removed from Redis: {r.keys} key(s), {r.history_entries} history entries, "
-            f"{r.slack_entries + r.reply_entries} undelivered entries, {r.dead_letters} dead letter(s), "
+            f"{r.slack_entries + r.reply_entries + r.file_entries} undelivered entries, "
+            f"{r.dead_letters} dead letter(s), "
             f"{r.thread_mappings} thread mapping(s)"
             + (f", {len(self.swept)} other key(s)" if self.swept else "")
         )
         if self.slack is not None:
             s = self.slack
             out.append(
-                f"  Slack: {s.deleted} message(s) of the bridge deleted in {s.threads} thread(s); "
+                f"  Slack: {s.deleted} message(s) and {s.files_deleted} file(s) of the bridge deleted "
+                f"in {s.threads} thread(s); "
                 f"{s.others_remaining} message(s) by others remain (a bot token cannot delete them)"
             )
         return out
@@ -120,17 +123,27 @@ class SlackCleaner:
             # Replies first, the root last: a root deleted while replies remain stays as a tombstone.
             own = sorted((m for m in messages if self._ours(m)), key=lambda m: m.get("ts") == root_ts)
             for message in own:
+                for shared in message.get("files") or []:
+                    cleanup.files_deleted += await self._delete_file(channel, str(shared.get("id", "")))
                 cleanup.deleted += await self._delete(channel, str(message.get("ts", "")))
         return cleanup
 
     async def _delete(self, channel: str, ts: str) -> int:
+        return await self._paced(channel, lambda: self.slack.delete(channel, ts), ("message_not_found",))
+
+    async def _delete_file(self, channel: str, file_id: str) -> int:
+        gone = ("file_not_found", "file_deleted")
+        return await self._paced(channel, lambda: self.slack.delete_file(file_id), gone) if file_id else 0
+
+    async def _paced(self, channel: str, call: Callable[[], Awaitable[None]], gone: tuple[str, ...]) -> int:
+        """One deletion with the channel's token (1 done, 0 already gone), waiting out a 429."""
         for _ in range(RATE_LIMIT_RETRIES):
             await self._token(channel)
             try:
-                await self.slack.delete(channel, ts)
+                await call()
                 return 1
             except SlackFailure as e:
-                if e.reason == "message_not_found":
+                if e.reason in gone:
                     return 0
                 if e.retry_after_s is None:
                     raise
@@ -169,7 +182,9 @@ async def forget(
         undelivered = await _drained(store, cid, drain_s)
     slack = await cleaner.clean(await store.threads_of(cid)) if cleaner is not None else None
     removed = await store.forget(cid)
-    await store.handover_left_channel(cid)  # its channel placement (channel pools), another slot
+    left = await store.handover_left_channel(cid)  # its channel placement (channel pools), another slot
+    if left:
+        await store.redis.zrem(wait_key(left), cid)  # a root that never got posted waits there
     swept = await store.keys_named_after(cid)
     if swept:  # a key added to keys.py but not to forget.lua: deleted anyway, and said loudly
         await store.redis.delete(*swept)

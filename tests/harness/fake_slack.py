@@ -160,6 +160,8 @@ METHOD_SCOPES: dict[str, str | tuple[str, str]] = {
     "files.info": "files:read",
     "files.getUploadURLExternal": "files:write",
     "files.completeUploadExternal": "files:write",
+    "chat.delete": "chat:write",
+    "files.delete": "files:write",
 }
 # Methods that refuse a channel the bot cannot post in (archived, or not a member).
 _POSTING = frozenset({"chat.postMessage", "chat.postEphemeral", "reactions.add"})
@@ -224,6 +226,8 @@ class SlackMessage:
             msg["edited"] = {"user": self.user, "ts": self.edits[-1]["_edited_ts"]}
         if self.subtype:
             msg["subtype"] = self.subtype
+        if self.params.get("files") and self.bot_id:  # a file share by the bridge (fake_slack_files.py)
+            msg["files"] = [dict(f) for f in self.params["files"]]
         if not self.is_root:
             msg["thread_ts"] = self.thread_ts
             msg["parent_user_id"] = parent_user or BOT_USER_ID
@@ -1275,4 +1279,5 @@ class FakeSlack(FileUploads, HttpFake):
         "reactions.add": _reactions_add,
         "files.getUploadURLExternal": FileUploads._files_get_upload_url_external,
         "files.completeUploadExternal": FileUploads._files_complete_upload_external,
+        "files.delete": FileUploads._files_delete,
     }

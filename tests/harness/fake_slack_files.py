@@ -43,6 +43,7 @@ class SlackUpload:
     thread_ts: str | None = None
     initial_comment: str | None = None
     completed: bool = False
+    deleted: bool = False  # files.delete
 
     @property
     def text(self) -> str:
@@ -166,6 +167,18 @@ class FileUploads:
         if channel is not None:
             self._share_message(channel, thread_ts, comment, shared, now)
         return {"ok": True, "files": shared}
+
+    def _files_delete(self: FakeSlack, params: dict[str, Any], now: float) -> dict[str, Any]:
+        """As Slack (web-api files.delete): the bot deletes what it uploaded; another user's file is
+        cant_delete_file, an unknown id file_not_found, a second delete file_deleted."""
+        file_id = str(params.get("file") or "")
+        upload = self.uploads.get(file_id)
+        if upload is None:
+            return {"ok": False, "error": "cant_delete_file" if file_id in self.files else "file_not_found"}
+        if upload.deleted:
+            return {"ok": False, "error": "file_deleted"}
+        upload.deleted, upload.content = True, None
+        return {"ok": True}
 
     def _share_error(self: FakeSlack, channel: str) -> str | None:
         info = self.conversations.get(channel)
