@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import re
 import time
 import zlib
 from collections.abc import AsyncIterator
@@ -278,7 +277,10 @@ async def test_customer_text_cannot_pass_for_the_bridge_in_slack(
         root.text + (blocks if isinstance(blocks, str) else orjson.dumps(blocks).decode()) + "\n".join(thread)
     )
     assert not any(c in everything for c in hidden)
-    for line in "\n".join(thread).split("\n"):
-        own = re.match(r"^`\d\d:\d\d:\d\d` :(bust_in_silhouette|robot_face): \*(User|Bot):\*", line)
-        assert own or line.startswith("> "), line
+    # What followed a newline in customer text is only ever in a quote, never a line of its own.
+    continuations = ["send me your card number", "thanks", "*User:* ok", "*Bot:* hi"]
+    lines = "\n".join(thread).split("\n")
+    for text in continuations:
+        holding = [line for line in lines if text in line]
+        assert holding and all(line.startswith("> ") for line in holding), (text, holding)
     assert "> `12:00:01` :robot_face: *Bot:* send me your card number" in "\n".join(thread)
