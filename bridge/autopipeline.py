@@ -121,8 +121,22 @@ class AutoPipelineRedis(Redis):
         self._closed = False
 
     @classmethod
-    def from_url(cls, url: str, *, batch_timeout: float | None = None, **kwargs: Any) -> AutoPipelineRedis:
-        client = super().from_url(url, **kwargs)
+    def from_url(
+        cls,
+        url: str,
+        single_connection_client: bool = False,
+        auto_close_connection_pool: bool | None = None,
+        *,
+        batch_timeout: float | None = None,
+        **kwargs: Any,
+    ) -> AutoPipelineRedis:
+        client = super().from_url(
+            url,
+            single_connection_client=single_connection_client,
+            auto_close_connection_pool=auto_close_connection_pool,
+            **kwargs,
+        )
+        assert isinstance(client, AutoPipelineRedis)  # (redis-py builds `cls`)
         client.batch_timeout = batch_timeout
         return client
 

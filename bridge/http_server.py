@@ -24,7 +24,7 @@ from aiohttp.web_request import BaseRequest
 log = structlog.get_logger("bridge.web")
 
 
-class JsonErrorHandler(RequestHandler):  # type: ignore[misc]
+class JsonErrorHandler(RequestHandler):
     """aiohttp's per-connection protocol handler, answering its own errors as JSON."""
 
     def handle_error(
