@@ -856,12 +856,13 @@ class Store:
     async def append_audit(self, fields: dict[str, str], *, now_ms: int, retention_ms: int) -> None:
         """One audit entry (privacy/audit.py); entries older than the retention go (exact MINID: the
         trail is small, and an entry past its retention must not linger for a macro node to fill)."""
-        await self.redis.xadd(AUDIT_KEY, fields, minid=str(max(now_ms - retention_ms, 0)), approximate=False)
+        minid = str(max(now_ms - retention_ms, 0))
+        await self.redis.xadd(AUDIT_KEY, dict(fields), minid=minid, approximate=False)  # type: ignore[arg-type]
 
     async def audit_entries(self, since_ms: int) -> list[dict[str, str]]:
         """The audit trail from `since_ms` on, oldest first."""
-        rows = await self.redis.xrange(AUDIT_KEY, min=str(since_ms), max="+")
-        return [{as_text(k): as_text(v) for k, v in fields.items()} for _, fields in rows]
+        rows = await self.redis.xrange(AUDIT_KEY, min=str(since_ms), max="+") or []
+        return [{as_text(k): as_text(v) for k, v in (fields or {}).items()} for _, fields in rows]
 
     async def forget(self, cid: str) -> Forgotten:
         """Delete everything Redis holds for one conversation (forget.lua), then its thread mappings."""

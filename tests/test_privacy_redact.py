@@ -263,3 +263,19 @@ async def test_redacted_in_the_transcript_file(make_bridge: Any, fake_slack: Fak
     assert_nothing_leaked(shown)
     assert "33612345678" not in shown and "[phone]" in upload.title
     assert_nothing_leaked(everything_sent_to_slack(fake_slack))
+
+
+def test_a_config_reload_changes_the_detectors_in_force(tmp_path: Any) -> None:
+    from bridge import privacy
+    from bridge.reload import ConfigHolder
+
+    path = tmp_path / "config.yaml"
+    path.write_text("privacy: {redact: [phone]}\n")
+    holder = ConfigHolder(path, parse_config(path.read_text()))
+    assert privacy.redact("a@b.example or 06 12 34 56 78") == "a@b.example or [phone]"
+    path.write_text("privacy: {redact: [email]}\n")
+    assert holder.reload()
+    assert privacy.redact("a@b.example or 06 12 34 56 78") == "[email] or 06 12 34 56 78"
+    path.write_text("privacy: {redact: [{name: bad, pattern: '(unclosed'}]}\n")
+    assert not holder.reload()  # rejected: the last good detectors stay
+    assert privacy.redact("a@b.example") == "[email]"
