@@ -15,6 +15,7 @@ import aiohttp
 import orjson
 
 from .cli_redis import cli_store
+from .desk.store import DeskStore
 from .keys import LANES, SLACK, conversation_id, split_conversation_id
 from .metrics import Metrics
 from .privacy.audit import CLI, audit
@@ -211,6 +212,7 @@ async def resolve(store: Store, app_config: AppConfig, args: argparse.Namespace)
     if status < 0:
         print(f"bridge: no open handover for {args.skill_id} {args.client_id}", file=sys.stderr)
         return 1
+    await DeskStore(store).mark_home_dirty()  # the running bridges publish fresh Home tabs
     await audit(
         store, app_config.file.privacy, "resolved", actor=CLI, cid=cid, detail="bridge handovers resolve"
     )

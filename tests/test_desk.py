@@ -570,3 +570,20 @@ async def test_a_rate_limited_views_publish_waits_for_retry_after_then_publishes
     calls = fake_slack.calls_to("views.publish")
     assert [c.status for c in calls][-1] == 200
     assert sum(1 for c in calls if c.status == 429) <= 2  # it waited instead of hammering
+
+
+async def test_forgetting_a_user_republishes_home_tabs_without_them(
+    make_bridge: Any, fake_slack: FakeSlack, fake_reply: FakeReply
+) -> None:
+    token = "admin-token-for-desk-tests"
+    bridge = await make_bridge(bridge_admin_token=token)
+    await open_handover(bridge, fake_slack, fake_reply, client_id="kim")
+    await bridge.hook(_message("kim", "my street is Rue Secrète"))
+    await bridge.slack_event(home_opened(ALICE))
+    await wait_until(lambda: "Rue Secrète" in str(fake_slack.home_views.get(ALICE, {})))
+    response = await bridge.client.delete(
+        "/admin/conversations/skill1/kim", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status == 200
+    await wait_until(lambda: "Rue Secrète" not in str(fake_slack.home_views[ALICE]), timeout_s=8)
+    assert home_entries(fake_slack, ALICE) == []

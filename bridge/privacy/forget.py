@@ -21,6 +21,7 @@ import structlog
 
 from ..config import DeliverySection
 from ..config.schema import PrivacySection
+from ..desk.store import DeskStore
 from ..keys import conversation_id, wait_key
 from ..results import Forgotten
 from ..slack_api import Identity, SlackApi, SlackFailure
@@ -182,6 +183,7 @@ async def forget(
         undelivered = await _drained(store, cid, drain_s)
     slack = await cleaner.clean(await store.threads_of(cid)) if cleaner is not None else None
     removed = await store.forget(cid)
+    await DeskStore(store).mark_home_dirty()  # Home tabs showing its last line are published again
     left = await store.handover_left_channel(cid)  # its channel placement (channel pools), another slot
     if left:
         await store.redis.zrem(wait_key(left), cid)  # a root that never got posted waits there
