@@ -2,7 +2,8 @@
 
 The lines come from Redis (resolve_handover.lua hands them over): the history entries shown when the
 thread opened and those recorded while it was open ({"t", "in", "out", "it", ...}), and agents'
-relayed replies ({"t", "agent", "m"}: Slack markup, turned into plain text here as in agent_message).
+relayed replies ({"t", "agent", "m", "f"}: Slack markup, turned into plain text here as in
+agent_message, and the names of the files relayed with it, shown as "[file] <name>").
 Private notes never were relayed, so they are not there. Pure but for the name lookups.
 """
 
@@ -41,6 +42,8 @@ def transcript_lines(
         if line.get("agent"):
             uid = str(line["agent"])
             text = slack_to_plain(str(line.get("m") or ""), names.get)
+            files = [f"[file] {name}" for name in line.get("f") or [] if isinstance(name, str)]
+            text = "\n".join([text, *files] if text else files)
             out.append({"at": when, "from": "agent", "name": names.get(uid) or uid, "text": text})
             continue
         said = user_said(line)

@@ -9,6 +9,8 @@ import urllib.parse
 from typing import Any
 
 import orjson
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bridge import transcript as t
 from bridge.events import parse_event
@@ -307,6 +309,10 @@ async def test_a_file_is_relayed_and_downloaded_through_its_signed_link(
         {"id": invoice.id, "name": "invoice 2026.pdf", "mimetype": "application/pdf", "size": len(content)},
         {"id": photo.id, "name": "photo.png", "mimetype": "image/png", "size": 9},
     ]
+    await click(bridge, root_ts, "handover_resolve")
+    await wait_until(lambda: len(of_type(fake_reply, "handover_resolved")) == 1)
+    [line] = [x for x in of_type(fake_reply, "handover_resolved")[0]["transcript"] if x["from"] == "agent"]
+    assert line["text"] == "[file] invoice 2026.pdf\n[file] photo.png"
     status, data, headers = await fetch(bridge, body["files"][0]["url"])
     assert status == 200 and data == content
     assert headers["Content-Type"] == "application/pdf"
@@ -499,3 +505,12 @@ async def test_an_edit_after_the_window_is_not_relayed_and_its_author_is_told(
     await wait_until(lambda: "sentinel" in texts(fake_reply))
     assert [b["type"] for b in fake_reply.bodies() if b["type"].startswith("agent")] == ["agent_message"] * 2
     assert len(fake_slack.ephemerals) == 1  # Slack's retry of the event told nobody twice
+
+
+@given(st.text(max_size=120))
+def test_no_token_but_the_bridge_own_opens_a_file(token: str) -> None:
+    links = FileLinks.create("s3cret", PUBLIC_URL)
+    assert links.file_of(token, 0) is None
+    good = links.url("F0123ABCD", 2000).rpartition("/")[2]
+    assert links.file_of(good, 1999) == "F0123ABCD"
+    assert links.file_of(good, 2000) is None  # expired at its second

@@ -29,8 +29,12 @@ enqueue(k.out_reply, k.ready_reply, k.stats, 'reply', cid, now, 'k', 'agent_mess
   'e', cjson.encode(message), 't', now)
 redis.call('ZADD', k.open, now, cid)
 local ttl = redis.call('PTTL', k.conv)
-keep_line(k.lines, k.conv,
-  cjson.encode({t = now, agent = ARGV[4], m = message.slack_text or '', id = message.id}), ttl)
+local line = {t = now, agent = ARGV[4], m = message.slack_text or '', id = message.id}
+if type(message.files) == 'table' and #message.files > 0 then
+  line.f = {}
+  for i, file in ipairs(message.files) do line.f[i] = file.name end
+end
+keep_line(k.lines, k.conv, cjson.encode(line), ttl)
 if ARGV[8] ~= '' then
   redis.call('HSET', KEYS[10], ARGV[8], message.id .. ' ' .. now)
   if ttl > 0 then redis.call('PEXPIRE', KEYS[10], ttl) end
