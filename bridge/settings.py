@@ -165,4 +165,9 @@ def load_app_config(config_path: str | None = None, *, require: bool = True) -> 
             )
         if settings.bridge_reply_url and not settings.bridge_reply_secret:
             raise SettingsError("missing setting BRIDGE_REPLY_SECRET (required when BRIDGE_REPLY_URL is set)")
+        public = settings.bridge_public_url
+        if public and not public.lower().startswith(("https://", "http://")):
+            raise SettingsError(
+                "BRIDGE_PUBLIC_URL must be the bridge's public base URL, e.g. https://bridge.example.com"
+            )
     return app_config

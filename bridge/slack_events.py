@@ -137,8 +137,9 @@ class SlackEvents:
         if cid is None:
             return self._ignore("message", "unknown_thread", **fields)
         now_ms = int(time.time() * 1000)
-        files = self._files(event, now_ms)
-        if not text.strip() and not files:  # only files, none of them relayed (the agent was told)
+        files, refused = self._files(event, now_ms)
+        if not text.strip() and not files:  # only files, none of them relayed
+            self._files_refused(event, refused)
             return self._ignore("message", "files_not_relayed", cid=cid, **fields)
         message = {
             "id": event_id or f"{channel}:{ts}",
@@ -165,6 +166,7 @@ class SlackEvents:
             return await self._not_relayed("handover_closed", channel, thread_ts, user, cid=cid)
         if status == 0:
             return self._ignore("message", "duplicate", cid=cid, **fields)
+        self._files_refused(event, refused)  # (not on a duplicate: told once)
         if first_after_ms > 0:
             self.metrics.agent_first_response.observe(first_after_ms / 1000)
             if self.desk is not None:
@@ -241,23 +243,26 @@ class SlackEvents:
         before, after = event.previous_message, event.message
         return before is not None and after is not None and before.text == after.text
 
-    def _files(self, event: MessageEvent, now_ms: int) -> list[dict[str, Any]]:
-        """The message's files as agent_message carries them; the author is told about the others."""
+    def _files(self, event: MessageEvent, now_ms: int) -> tuple[list[dict[str, Any]], list[str]]:
+        """The message's files as agent_message carries them, and why the others are not relayed."""
         if not event.files:
-            return []
+            return [], []
         replies = self.config().replies
-        files, refused = relay_files(
+        return relay_files(
             [f.model_dump() for f in event.files],
             links=self.file_links,
             max_bytes=replies.max_file_bytes,
             expires_s=now_ms // 1000 + int(replies.file_link_ttl_s),
         )
-        if refused:
-            text = files_not_relayed(refused, text_sent=bool(event.text.strip()))
-            self._tell(event.channel, event.thread_ts or "", event.user, text)
-            self.metrics.slack_events.labels("file", "not_relayed").inc(len(refused))
-            log.info("files_not_relayed", agent=event.user, channel=event.channel, files=len(refused))
-        return files
+
+    def _files_refused(self, event: MessageEvent, refused: list[str]) -> None:
+        """Tell the author which files of their message the user will not get, and why."""
+        if not refused:
+            return
+        text = files_not_relayed(refused, text_sent=bool(event.text.strip()))
+        self._tell(event.channel, event.thread_ts or "", event.user, text)
+        self.metrics.slack_events.labels("file", "not_relayed").inc(len(refused))
+        log.info("files_not_relayed", agent=event.user, channel=event.channel, files=len(refused))
 
     def _tell(self, channel: str, thread_ts: str, user: str, text: str) -> None:
         if self.notifier and user:

@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import time
 import urllib.parse
+from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -17,6 +19,7 @@ from bridge.events import parse_event
 from bridge.file_links import FileLinks
 from bridge.handover import history_entry
 from bridge.runtime import BRIDGE
+from bridge.settings import SettingsError, load_app_config
 from bridge.slack_format import history_lines, user_said
 from tests.harness import wait_until
 from tests.harness.fake_reply import DEFAULT_SECRET, FakeReply
@@ -363,10 +366,9 @@ async def test_files_not_relayed_are_explained_and_the_text_still_goes(
     root_ts = await open_handover(bridge, fake_slack, fake_reply)
     big = fake_slack.add_file("scan.tiff", b"x" * 2048, mimetype="image/tiff")
     small = fake_slack.add_file("note.txt", b"fits", mimetype="text/plain")
-    assert await bridge.slack_event(file_share(fake_slack, root_ts, "here you go", big, small)) == (
-        200,
-        {"ok": True},
-    )
+    event = file_share(fake_slack, root_ts, "here you go", big, small)
+    assert await bridge.slack_event(event) == (200, {"ok": True})
+    assert await bridge.slack_event(event, **{"X-Slack-Retry-Num": "1"}) == (200, {"ok": True})
     await wait_until(lambda: len(of_type(fake_reply, "agent_message")) == 1)
     body = of_type(fake_reply, "agent_message")[0]
     assert body["text"] == "here you go" and [f["name"] for f in body["files"]] == ["note.txt"]
@@ -375,6 +377,9 @@ async def test_files_not_relayed_are_explained_and_the_text_still_goes(
     assert (told["channel"], told["user"], told["thread_ts"]) == (CHANNEL, ALICE, root_ts)
     assert "scan.tiff" in told["text"] and "limit" in told["text"] and "note.txt" not in told["text"]
     assert "The text of your message was sent" in told["text"]
+    await reply(bridge, root_ts, "sentinel")
+    await wait_until(lambda: "sentinel" in texts(fake_reply))
+    assert len(fake_slack.ephemerals) == 1  # Slack's retry of the event: relayed once, told once
     status, _, _ = await fetch(bridge, FileLinks.create(DEFAULT_SECRET, PUBLIC_URL).url(big.id, 2**33))
     assert status == 404  # not served even through a valid link: over the cap
 
@@ -514,3 +519,39 @@ def test_no_token_but_the_bridge_own_opens_a_file(token: str) -> None:
     good = links.url("F0123ABCD", 2000).rpartition("/")[2]
     assert links.file_of(good, 1999) == "F0123ABCD"
     assert links.file_of(good, 2000) is None  # expired at its second
+
+
+def test_public_url_must_be_a_url_and_links_need_a_reply_endpoint(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name, value in (
+        ("SMARTLY_WEBHOOK_KEY", "k1234"),
+        ("SLACK_BOT_TOKEN", "xoxb-1"),
+        ("SLACK_CHANNEL", CHANNEL),
+        ("BRIDGE_PUBLIC_URL", "bridge.example.com"),
+    ):
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match="BRIDGE_PUBLIC_URL must be"):
+        load_app_config()
+    monkeypatch.setenv("BRIDGE_PUBLIC_URL", PUBLIC_URL)
+    assert load_app_config().file_links is None  # no reply endpoint: nobody to relay files to
+    monkeypatch.setenv("BRIDGE_REPLY_URL", "https://backend.example/bridge")
+    monkeypatch.setenv("BRIDGE_REPLY_SECRET", "s3cret-s3cret")
+    links = load_app_config().file_links
+    assert links is not None and links.url("F0123", 9).startswith(f"{PUBLIC_URL}/files/F0123.9.")
+
+
+async def test_without_reactions_write_replies_and_the_thread_still_flow(
+    make_bridge: Any, fake_slack: FakeSlack, fake_reply: FakeReply
+) -> None:
+    fake_slack.scopes.discard("reactions:write")
+    bridge = await make_bridge()
+    root_ts = await open_handover(bridge, fake_slack, fake_reply, client_id="lea")
+    assert await bridge.slack_event(said(fake_slack, root_ts, "hello Lea")) == (200, {"ok": True})
+    await wait_until(lambda: texts(fake_reply) == ["hello Lea"])
+    await wait_until(lambda: any(c.status == 200 for c in fake_slack.calls_to("reactions.add")))
+    assert fake_slack.calls_to("reactions.add")[0].response["error"] == "missing_scope"
+    await bridge.hook(message("lea", "after the receipt", "noted"))  # the thread is not held up
+    await wait_until(lambda: any("after the receipt" in t for t in thread_replies(fake_slack, root_ts)))
+    assert bridge.app[BRIDGE].slack_health.state != "auth_failed"

@@ -1,7 +1,8 @@
 """The slack lane's notices to agents (receipts.py): a reaction on their message, an ephemeral
 message to them in the thread. Paced like posts (the channel's token); one Slack cannot show any
-more (the message was deleted, the agent left the channel) is dropped with a log line rather than
-dead-lettered: nothing the user should have received is lost with it."""
+more (the message was deleted, the agent left the channel), or cannot be sent for want of a scope
+(reactions:write), is dropped with a log line rather than dead-lettered or waited for: nothing the
+user should have received is lost with it, and the thread's next posts are not held up."""
 
 from __future__ import annotations
 
@@ -25,7 +26,16 @@ async def post_notice(lane: SlackLane, job: Job) -> Step:
     try:
         await receipts.send(lane.slack, head.kind, head.data)
     except SlackFailure as e:
-        if not e.permanent:
+        # A scope only receipts need (reactions:write) must not hold the thread up behind it.
+        if not (e.permanent or e.reason == "missing_scope"):
             raise
-        log.warning("notice_dropped", cid=job.cid, kind=head.kind, channel=job.channel, reason=e.reason)
+        log.warning(
+            "notice_dropped",
+            cid=job.cid,
+            kind=head.kind,
+            channel=job.channel,
+            reason=e.reason,
+            needed=e.needed,
+            fix=e.fix() if e.auth else None,
+        )
     return await lane.commit(job.cid, job.worker, [head.id])
