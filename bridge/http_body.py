@@ -70,22 +70,29 @@ def decoded(raw: bytes, encoding: str, limit: int) -> bytes:
         return raw
     try:
         return _inflate(raw, _DECODERS[encoding], limit)
-    except zlib.error:
+    except _Undecodable:
         if encoding != "deflate":
             raise BodyRejected(400, f"body is not valid {encoding} data", "undecodable_body") from None
     try:  # deflate as many servers send it: without the zlib header
         return _inflate(raw, -zlib.MAX_WBITS, limit)
-    except zlib.error:
+    except _Undecodable:
         raise BodyRejected(400, "body is not valid deflate data", "undecodable_body") from None
+
+
+class _Undecodable(Exception):
+    """Not data of that compression, or cut short."""
 
 
 def _inflate(raw: bytes, wbits: int, limit: int) -> bytes:
     decoder = zlib.decompressobj(wbits)
-    body = decoder.decompress(raw, limit + 1)
+    try:
+        body = decoder.decompress(raw, limit + 1)
+    except zlib.error as e:
+        raise _Undecodable from e
     if len(body) > limit:
         raise _too_large(limit)
     if not decoder.eof:  # truncated
-        raise zlib.error("incomplete compressed data")
+        raise _Undecodable
     return body
 
 
