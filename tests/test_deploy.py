@@ -154,7 +154,12 @@ async def test_every_metric_the_dashboard_and_alerts_name_is_exported(running: B
 def test_the_alerts_cover_what_the_issue_asks() -> None:
     rules = yaml.safe_load((DEPLOY / "prometheus-alerts.yaml").read_text())["groups"][0]["rules"]
     by_name = {rule["alert"]: rule for rule in rules}
-    alerts = {"BridgeRedisUnavailable", "BridgeSlackAuthFailing", "BridgeSlackChannelUnusable"}
+    alerts = {
+        "BridgeRedisUnavailable",
+        "BridgeSlackAuthFailing",
+        "BridgeSlackChannelUnusable",
+        "BridgeSlackChannelSaturated",
+    }
     assert alerts | {"BridgeDeadLettersRising", "BridgeWebhook5xx"} <= set(by_name)
     for rule in rules:
         assert rule["expr"] and rule["annotations"]["summary"] and rule["labels"]["severity"]
