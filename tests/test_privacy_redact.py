@@ -279,3 +279,24 @@ def test_a_config_reload_changes_the_detectors_in_force(tmp_path: Any) -> None:
     path.write_text("privacy: {redact: [{name: bad, pattern: '(unclosed'}]}\n")
     assert not holder.reload()  # rejected: the last good detectors stay
     assert privacy.redact("a@b.example") == "[email]"
+
+
+def test_builtin_detectors_take_linear_time_on_adversarial_text() -> None:
+    """The built-ins run without a timeout: their patterns must stay linear (a quadratic one takes
+    minutes on these 200 KB, the largest webhook body is 1 MB)."""
+    redactor = Redactor(["email", "phone", "card", "iban"])
+    n = 50_000
+    for text in (
+        "1 " * n + "a",
+        "1" * 4 * n,
+        "(1)" * n + "a",
+        "1." * n + "x",
+        "+1" * n,
+        "a@" * n,
+        "a@" + "b." * n + "1",
+        "AB12 " * n,
+        "a" * 4 * n + "@",
+    ):
+        started = time.monotonic()
+        redactor.redact(text)
+        assert time.monotonic() - started < 1.0, text[:20]
