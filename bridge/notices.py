@@ -26,7 +26,8 @@ TAKE_OVER_ACTION = "handover_take_over"
 MAX_PENDING = 200  # ephemerals in flight; beyond that they are dropped (logged), never queued forever
 
 # Why a thread reply was not relayed -> what its author reads. The one place to narrow when the bridge
-# learns to relay more (edits, deletions, files): remove the reason here and stop ignoring it upstream.
+# learns to relay more: remove the reason here and stop ignoring it upstream (edits, deletions and
+# files are relayed now; what is left of them is explained by late_edit and files_not_relayed below).
 NOT_RELAYED: dict[str, str] = {
     NOT_AN_AGENT: "Only the agents listed in the bridge's slack.agents can answer the user: "
     "your reply was not sent to them.",
