@@ -353,6 +353,47 @@ class Sent:
     took: float
 
 
+async def test_forget_and_the_audit_trail_in_a_cluster(
+    cluster: ValkeyCluster, fake_slack: FakeSlack, cluster_redis: RedisCluster
+) -> None:
+    """Issue 18: forget.lua stays in its partition's slot, the thread mapping, channel queue and audit
+    stream are other slots' keys: nothing of the conversation is left, the trail has its entries."""
+    clients: list[TestClient] = []
+    file = {"privacy": {"audit": True}}
+    config = app_config(
+        cluster.seed_url, fake_slack.url, file=file, redis_cluster=True, bridge_admin_token="cl-admin-1"
+    )
+    bridge = await serve_bridge(config, clients)
+    try:
+        user = User()
+        assert await bridge.hook(user.message("hello")) == (200, {"ok": True})
+        assert await bridge.hook(user.escalation()) == (200, {"ok": True})
+        await wait_until(lambda: bool(user.roots(fake_slack)), 10)
+        await wait_until(lambda: bool(user.thread_text(fake_slack)), 10)
+        before = [key async for key in cluster_redis.scan_iter(match=f"*{user.client}*")]
+        assert len(before) >= 2  # its conversation and history (the scan sees every node)
+        response = await bridge.client.delete(
+            f"/admin/conversations/{user.skill}/{user.client}?slack=1",
+            headers={"Authorization": "Bearer cl-admin-1"},
+        )
+        answer = await response.json()
+        assert response.status == 200 and answer["handover_resolved"], answer
+        assert answer["removed"]["thread_mappings"] == 1 and answer["slack"]["deleted"] >= 2
+        left = [key async for key in cluster_redis.scan_iter(match=f"*{user.client}*")]
+        assert left == []
+        for key in [key async for key in cluster_redis.scan_iter(match="bridge:thread:*")]:
+            assert (await cluster_redis.get(key)) != user.cid.encode()
+        trail = [e for e in await store_of(bridge).audit_entries(0) if e["client_id"] == user.client]
+        assert [(e["actor"], e["action"]) for e in trail] == [
+            ("system", "opened"),
+            ("admin", "resolved"),
+            ("admin", "forgotten"),
+        ]
+    finally:
+        for client in clients:
+            await client.close()
+
+
 async def test_primary_failover_answers_503_then_recovers_without_losing_acknowledged_events(
     cluster: ValkeyCluster, cluster_bridge: ClusterBridge, cluster_redis: RedisCluster, fake_slack: FakeSlack
 ) -> None:
