@@ -1,10 +1,10 @@
 """Receipts: an agent sees in Slack what became of each reply. A check mark when the owner's endpoint
-accepted it, a warning and an ephemeral message with a Retry button (reply_retry) when it was
-dead-lettered, an ephemeral explanation when part of a message could not be relayed.
+accepted it; a warning and an ephemeral message with a Retry button (reply_retry) when it was
+dead-lettered. (What is not relayed at all is explained at once, by slack_events.py via notices.py.)
 
 These Slack calls are slack-lane outbox entries ("reaction", "ephemeral": lib.lua `notice`) of the
 handover whose thread the agent's message is in, queued by the reply lane's commit or burial
-(atomically with it) and by slack_events.py, and posted by the slack lane (delivery/notices.py)
+(atomically with it: commit.lua, bury_reply.lua), and posted by the slack lane (delivery/notices.py)
 through the channel's token bucket: paced like posts, never in the way of a reply.
 """
 

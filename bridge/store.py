@@ -164,7 +164,6 @@ class Store:
             "transfer_handover",
             "desk_tick",
             "desk_open",
-            "notice",
             "bury_reply",
             "agent_edit",
         ):
@@ -563,15 +562,6 @@ class Store:
             ],
         )
         return int(status), as_text(reply_id)
-
-    async def notice(self, cid: str, kind: str, data: dict[str, Any], now_ms: int) -> None:
-        """Queue a Slack notice for an agent (kind "reaction" or "ephemeral") in the slack lane."""
-        k = self.keys(cid)
-        await self._eval(
-            "notice",
-            [k.out(SLACK), k.ready(SLACK), k.stats, k.conv],
-            [cid, now_ms, kind, orjson.dumps(data)],
-        )
 
     async def bury_reply(
         self,
