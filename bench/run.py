@@ -4,6 +4,8 @@
   2. bridge    `python -m bridge serve` on a real valkey-server, message_received for 1,000 users
   3. mirror    the same while 50 handovers are open: every second event belongs to one of them and is
                mirrored to a fake Slack running in its own process
+  4. busy      many handovers in one channel (and in a 4-channel pool) under Slack's per-channel pace:
+               line latency against an ideal scheduler's (bench/busy.py)
 
 Then fixed-rate passes at half of each peak (ack latency without queueing, and webhook → fake Slack
 delay), BENCH_ROUNDS of each, each after 1 s of unmeasured load at its rate. They start on a fresh
@@ -44,6 +46,7 @@ import orjson
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench import busy as busy_channel
 from bench.fake_slack_server import stamp
 from bench.load import LoadResult, closed_loop, http_post, open_loop, percentile
 from bench.process import (
@@ -685,7 +688,7 @@ async def run(work_dir: Path) -> str:
     report = render(
         bare, [case2, case3], fixed, mem, slack_after_peak, backlog_s, layout, time.monotonic() - started
     )
-    return report
+    return report + "\n" + await busy_channel.run(work_dir)  # 4. the busy channel, its own servers
 
 
 def _round(i: int) -> str:
