@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from bridge.delivery import pacing, slack_lane
+from bridge.delivery import auth_pause, pacing
 from bridge.keys import conversation_id
 from bridge.runtime import BRIDGE
 from tests.conftest import MakeBridge
@@ -47,7 +47,7 @@ async def test_a_refused_token_pauses_delivery_then_it_resumes_by_itself(
     logs: list[dict[str, Any]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(slack_lane, "AUTH_RETRY_S", 1.0)  # 30 s in production
+    monkeypatch.setattr(auth_pause, "AUTH_RETRY_S", 1.0)  # 30 s in production
     bridge = await make_bridge(replies=False)
     runtime = bridge.app[BRIDGE]
     await wait_until(lambda: runtime.identity is not None, 5)

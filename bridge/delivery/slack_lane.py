@@ -12,12 +12,12 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-from ..health import AUTH_RETRY_S
 from ..keys import SLACK, thread_in
 from ..privacy import conversation_label
 from ..results import Fetched, OutboxEntry, Turn, stream_id_key
 from ..slack_api import SlackApi, SlackFailure
 from . import pacing
+from .auth_pause import AuthPause
 from .lane import DeliveryContext, Lane
 from .slack_kinds import KINDS, Job, Kind
 from .step import Step, inflight_marker, now_ms
@@ -44,10 +44,7 @@ class SlackLane(Lane):
     def __init__(self, ctx: DeliveryContext, slack: SlackApi) -> None:
         super().__init__(ctx)
         self.slack = slack
-        # While Slack refuses the token, one step at a time tries again (the probe), every AUTH_RETRY_S.
-        self._next_probe_ms = 0
-        self._probing = False
-        self._auth_failures = 0
+        self.auth = AuthPause(ctx.slack_health, slack)
         self.channels_seen: set[str] = set()  # for the saturation gauges (pacing.SaturationWatch)
         self.turn_runner: Callable[[str, str], Awaitable[bool]] | None = None  # set by the Deliverer
         # (cid, hid) → the channel its root was placed in: a placement never changes, and a root
@@ -82,10 +79,10 @@ class SlackLane(Lane):
             return await self.bury(cid, [head], f"unknown_kind:{head.kind}")
         if job is None:  # the root of this handover was never posted (dead-lettered): nowhere to post
             return await self.bury(cid, [head], "no_thread")
-        paused = self._auth_gate()
+        paused = self.auth.gate()
         if paused is not None:
             return paused
-        probe = (self._probing, self.slack.answered_ok, self._auth_failures)
+        probe = self.auth.probe()
         try:
             if kind.marked:
                 settled = await self._settle_inflight(job)
@@ -95,8 +92,7 @@ class SlackLane(Lane):
         except SlackFailure as e:
             return await self._failed(job, e)
         finally:
-            if probe[0]:
-                self._probe_done(*probe[1:])
+            self.auth.done(probe)
 
     async def _job(
         self, cid: str, worker: str, conv: dict[str, str], entries: list[OutboxEntry], kind: Kind
@@ -125,49 +121,11 @@ class SlackLane(Lane):
         self._placed[(cid, root.hid)] = placed
         return placed
 
-    def _auth_gate(self) -> Step | None:
-        """While Slack refuses the token, every channel waits (entries stay queued): None lets this
-        step through, as the probe when one is due; else when to come back."""
-        if not self.ctx.slack_health.paused:
-            return None
-        now = now_ms()
-        if self._probing:
-            return Step.later(now + 1000)  # the probe's answer decides, in a moment
-        if now < self._next_probe_ms:
-            return Step.later(self._next_probe_ms)
-        self._probing = True
-        self._next_probe_ms = now + int(AUTH_RETRY_S * 1000)
-        return None
-
-    def _probe_done(self, answered_before: int, failures_before: int) -> None:
-        self._probing = False
-        health = self.ctx.slack_health
-        if self.slack.answered_ok > answered_before and health.paused:
-            log.info("slack_auth_restored", code=health.code)
-            health.ok()
-        elif self._auth_failures == failures_before and health.paused:
-            self._next_probe_ms = 0  # the step made no call (a token wait): the next one probes
-
-    def _auth_failed(self, job: Job, e: SlackFailure) -> Step:
-        self._auth_failures += 1
-        self.ctx.slack_health.auth_failed(e.reason, e.needed)
-        self._next_probe_ms = now_ms() + int(AUTH_RETRY_S * 1000)
-        log.error(
-            "slack_auth_failed",
-            code=e.reason,
-            needed=e.needed,
-            fix=e.fix(),
-            channel=job.channel,
-            cid=job.cid,
-            retry_in_s=AUTH_RETRY_S,
-        )
-        return Step.later(self._next_probe_ms)
-
     async def _failed(self, job: Job, e: SlackFailure) -> Step:
         """Every answer of Slack's becomes a Step: wait (429), pause (token refused), dead letter
         (permanent, or unknown too many times) or retry."""
         if e.auth:
-            return self._auth_failed(job, e)
+            return self.auth.failed(e, channel=job.channel, cid=job.cid)
         if e.retry_after_s is not None:
             until = now_ms() + int(e.retry_after_s * 1000)
             await self.ctx.store.pause_channel(job.channel, until, now_ms())
