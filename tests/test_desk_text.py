@@ -109,3 +109,23 @@ def test_config_reads_sla_outcomes_and_reopen_window() -> None:
 def test_config_mistakes_are_located(yaml: str, says: str) -> None:
     problem = only_problem(yaml)
     assert says in str(problem) and problem.line == 1
+
+
+def test_check_config_summarises_the_desk_settings() -> None:
+    from bridge.config import summarize
+
+    config = parse_config(
+        textwrap.dedent(
+            """
+            handover: {outcomes: [solved, spam], reopen_window: 2h}
+            sla: {first_response: 5m, escalate_after: 15m, escalate_mention: "<!subteam^S0ONCALL1>"}
+            routes:
+              - {name: fr, match: {lang: fr-*}, channel: C0FRENCH1,
+                 sla: {first_response: 2m, remind_every: 1m}}
+            """
+        )
+    )
+    lines = summarize(config, "C0DEFAULT1")
+    assert "response-time target: remind after 5m, escalate after 15m to <!subteam^S0ONCALL1>" in lines
+    assert "  route fr: remind after 2m, then every 1m" in lines
+    assert "outcomes on resolve: solved, spam; reopen within 2h" in lines

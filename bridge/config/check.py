@@ -7,8 +7,15 @@ import sys
 from typing import Any, TextIO
 
 from .diagnostics import ConfigError, ConfigUnreadable, _load
-from .schema import ALWAYS_OPEN, BusinessHours, FileConfig, Route
-from .values import CONFIG_PATH_ENV, DEFAULT_CONFIG_PATH, Invalid, format_minutes, parse_channel_pool
+from .schema import ALWAYS_OPEN, BusinessHours, FileConfig, Route, SlaSection
+from .values import (
+    CONFIG_PATH_ENV,
+    DEFAULT_CONFIG_PATH,
+    Invalid,
+    format_duration,
+    format_minutes,
+    parse_channel_pool,
+)
 
 CHANNEL_ENV = "SLACK_CHANNEL"
 
@@ -89,6 +96,29 @@ def summarize(config: FileConfig, env_channel: str | None = None) -> list[str]:
     lines.append(f"  otherwise -> {default_channel} ({source})")
     lines.append(
         _describe_hours(config.business_hours) if config.business_hours else "business hours: always open"
+    )
+    lines += _describe_desk(config)
+    return lines
+
+
+def _describe_sla(sla: SlaSection) -> str:
+    parts = [f"remind after {format_duration(sla.first_response_s)}"]
+    if sla.remind_every_s:
+        parts.append(f"then every {format_duration(sla.remind_every_s)}")
+    if sla.escalate_after_s:
+        parts.append(
+            f"escalate after {format_duration(sla.escalate_after_s)} to {sla.escalate_mention or 'nobody'}"
+        )
+    return ", ".join(parts)
+
+
+def _describe_desk(config: FileConfig) -> list[str]:
+    """The agent desk's settings (bridge/desk): response-time targets, outcomes, reopen window."""
+    lines = [f"response-time target: {_describe_sla(config.sla) if config.sla else 'none'}"]
+    lines += [f"  route {r.name}: {_describe_sla(r.sla)}" for r in config.routes if r.sla is not None]
+    outcomes = ", ".join(config.handover.outcomes) or "none (Resolve acts at once)"
+    lines.append(
+        f"outcomes on resolve: {outcomes}; reopen within {format_duration(config.handover.reopen_window_s)}"
     )
     return lines
 
