@@ -66,19 +66,21 @@ def quoted_continuation(text: str) -> str:
     """Escaped text whose second and later lines are quoted ("> "), so that a newline in what a user
     or the bot wrote can never start what reads as a new line of the thread (the bridge's own lines
     are never quotes, and escaped text cannot start one: its `>` is `&gt;`)."""
-    if not any(c in text for c in _LINE_BREAKS):
+    if not _LINE_BREAK.search(text):
         return text
     first, *rest = text.splitlines() or [""]
     return "\n".join([first, *(f"> {line}" for line in rest)])
 
 
-_LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # what str.splitlines() breaks on
+_LINE_BREAK = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")  # what str.splitlines() breaks on
 
 
 def shown(text: str, limit: int = MAX_LINE_CHARS) -> str:
     """Text from a chat user, the bot or the backend as Slack may show it: invisible characters
     removed, personal data redacted (before truncating, so a cut can never reveal part of a match),
     truncated, escaped, continuation lines quoted."""
+    if text.isprintable():  # the usual case, in one C-level scan: no line break, nothing invisible
+        return escape(truncate(redact(text), limit))
     return quoted_continuation(escape(truncate(redact(visible(text)), limit)))
 
 
