@@ -9,7 +9,7 @@ Store.begin_turn).
 
   bridge:{p}:conv:<cid>         hash    user fields, handover state, header, thread ts, delivery markers
   bridge:{p}:hist:<cid>         list    history entries (JSON), capped and expiring with the conversation
-  bridge:{p}:lines:<cid>        list    the open handover's lines (history shown at open, exchanges,
+  bridge:{p}:lines:<cid>        list    the last handover's lines (history shown at open, exchanges,
                                         agents' replies) for handover_resolved's transcript; capped
   bridge:{p}:sent:<cid>         hash    Slack ts of a relayed agent reply -> "<reply id> <relayed ms>"
   bridge:{p}:out:<lane>:<cid>   stream  what must still be delivered, in order (lane: slack | reply |

@@ -28,6 +28,7 @@ from tests.helpers import CHANNEL, message, thread_reply_event
 from tests.test_agents import (
     ALICE,
     BOB,
+    action_ids,
     click,
     of_type,
     open_handover,
@@ -35,6 +36,7 @@ from tests.test_agents import (
     texts,
     thread_replies,
 )
+from tests.test_desk import button, interact
 
 # -- non-text input from the user ------------------------------------------------------------------
 
@@ -555,3 +557,25 @@ async def test_without_reactions_write_replies_and_the_thread_still_flow(
     await bridge.hook(message("lea", "after the receipt", "noted"))  # the thread is not held up
     await wait_until(lambda: any("after the receipt" in t for t in thread_replies(fake_slack, root_ts)))
     assert bridge.app[BRIDGE].slack_health.state != "auth_failed"
+
+
+async def test_a_reopened_handover_transcript_carries_on_from_the_first_lines(
+    make_bridge: Any, fake_slack: FakeSlack, fake_reply: FakeReply
+) -> None:
+    bridge = await make_bridge(file={"handover": {"reopen_window": "1m"}})
+    root_ts = await open_handover(bridge, fake_slack, fake_reply, client_id="max")
+    await reply(bridge, root_ts, "first answer")
+    await interact(bridge, button(fake_slack, root_ts, "handover_resolve"))
+    await wait_until(lambda: action_ids(fake_slack, root_ts) == ["handover_reopen"])
+    assert await interact(bridge, button(fake_slack, root_ts, "handover_reopen")) == (200, {})
+    await wait_until(lambda: len(of_type(fake_reply, "handover_opened")) == 2)
+    await bridge.hook(message("max", "still there?", "bot: still there?"))
+    await reply(bridge, root_ts, "back on it")
+    await wait_until(lambda: texts(fake_reply) == ["first answer", "back on it"])
+    await interact(bridge, button(fake_slack, root_ts, "handover_resolve"))
+    await wait_until(lambda: len(of_type(fake_reply, "handover_resolved")) == 2)
+    first, second = (r["transcript"] for r in of_type(fake_reply, "handover_resolved"))
+    said_first = [line["text"] for line in first]
+    assert said_first == ["my parcel is late", "Let me check", "first answer"]
+    after = ["still there?", "bot: still there?", "back on it"]
+    assert [line["text"] for line in second] == [*said_first, *after]

@@ -121,9 +121,9 @@ local function handover_keys()
     ready_reply = KEYS[5], stats = KEYS[6], open = KEYS[7], lines = KEYS[8]}
 end
 
--- The open handover's lines, for handover_resolved's transcript (transcript.py reads them): JSON
--- history entries, and {"t", "agent", "m"} for agents' replies. Capped: past the cap the oldest go,
--- and the conversation remembers that its transcript lost lines.
+-- The handover's lines, for handover_resolved's transcript (transcript.py reads them): JSON history
+-- entries, and {"t", "agent", "m", "f"} for agents' replies. Capped: past the cap the oldest go, and
+-- the conversation remembers that its transcript lost lines. A new handover starts them afresh.
 local TRANSCRIPT_MAX_LINES = 2000
 local function keep_line(lines, conv, line, ttl_ms)
   if redis.call('RPUSH', lines, line) > TRANSCRIPT_MAX_LINES then

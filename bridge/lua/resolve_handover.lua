@@ -45,9 +45,9 @@ if ARGV[6] == '1' then
   enqueue(k.out_reply, k.ready_reply, k.stats, 'reply', cid, now, 'k', 'lifecycle', 'h', hid,
     'e', body, 't', now)
 end
-redis.call('DEL', k.lines)
+-- (The lines stay until the next handover opens, record.lua: a reopened one carries on with them.)
 redis.call('HDEL', k.conv, 'state', 'header', 'thread_ts', 'thread_channel', 'agent_id', 'agent_name',
-  'claimed_at', 'first_response_at', 'opened_at', 'lines_cut', unpack(SLA_FIELDS))
+  'claimed_at', 'first_response_at', 'opened_at', unpack(SLA_FIELDS))
 redis.call('ZREM', k.open, cid)
 if window > 0 and KEYS[9] then
   -- Reopen stays possible until then; the desk's timer takes the button off the root at that time.
