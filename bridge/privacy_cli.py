@@ -16,6 +16,7 @@ from .config import Invalid, parse_duration
 from .handovers_cli import cli_slack
 from .privacy.audit import ACTIONS, CLI
 from .privacy.forget import DRAIN_TIMEOUT_S, SlackCleaner, forget
+from .privacy.store import audit_entries
 from .settings import AppConfig
 from .slack_api import SlackFailure
 
@@ -80,7 +81,7 @@ async def audit_main(app_config: AppConfig, args: argparse.Namespace) -> int:
         return 2
     since_ms = int((time.time() - since_s) * 1000)
     async with cli_store(app_config) as store:
-        entries = await store.audit_entries(since_ms)
+        entries = await audit_entries(store, since_ms)
     shown = [
         e
         for e in entries

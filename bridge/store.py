@@ -27,9 +27,7 @@ from redis.exceptions import (
 )
 
 from .keys import (
-    AUDIT_KEY,
     CHANNEL_OPEN_PREFIX,
-    FILE,
     LANES,
     META_KEY,
     PLACED_KEY,
@@ -38,10 +36,8 @@ from .keys import (
     Keys,
     channel_open_key,
     conversation_keys,
-    permalink_key,
     rate_key,
     record_keys,
-    thread_in,
     thread_key,
     user_key,
     usergroup_key,
@@ -51,7 +47,6 @@ from .results import (
     Commit,
     DeadLetter,
     Fetched,
-    Forgotten,
     RecordResult,
     Resolution,
     Turn,
@@ -840,55 +835,6 @@ class Store:
                 [letter.id, letter.cid, letter.lane, now_ms],
             )
         )
-
-    # -- privacy ---------------------------------------------------------------------------------------
-
-    async def append_audit(self, fields: dict[str, str], *, now_ms: int, retention_ms: int) -> None:
-        """One audit entry (privacy/audit.py); entries older than the retention go (exact MINID: the
-        trail is small, and an entry past its retention must not linger for a macro node to fill)."""
-        minid = str(max(now_ms - retention_ms, 0))
-        await self.redis.xadd(AUDIT_KEY, dict(fields), minid=minid, approximate=False)  # type: ignore[arg-type]
-
-    async def audit_entries(self, since_ms: int) -> list[dict[str, str]]:
-        """The audit trail from `since_ms` on, oldest first."""
-        rows = await self.redis.xrange(AUDIT_KEY, min=str(since_ms), max="+") or []
-        return [{as_text(k): as_text(v) for k, v in (fields or {}).items()} for _, fields in rows]
-
-    async def forget(self, cid: str) -> Forgotten:
-        """Delete everything Redis holds for one conversation (forget.lua), then its thread mappings."""
-        k = self.keys(cid)
-        keys = [k.conv, k.hist, k.lines, k.sent, k.open, k.stats, k.dead, k.timers]
-        for lane in LANES:
-            keys += [k.out(lane), k.ready(lane), k.lease(lane)]
-        deleted, hist, dead, *rest = await self._eval("forget", keys, [cid, *LANES])
-        pending = dict(zip(LANES, (int(n) for n in rest[: len(LANES)]), strict=True))
-        mappings = 0
-        for thread in rest[len(LANES) :]:
-            channel, _, ts = as_text(thread).partition(" ")
-            mappings += int(await self.redis.delete(thread_key(channel, ts)))
-            await self.redis.delete(permalink_key(channel, ts))  # the desk's cached link to it
-            await self.redis.zrem(wait_key(channel), cid)  # its turn in the channel's queue
-        return Forgotten(
-            int(deleted), int(hist), pending[SLACK], pending[REPLY], pending[FILE], int(dead), mappings
-        )
-
-    async def threads_of(self, cid: str) -> list[tuple[str, str]]:
-        """(channel, ts) of every root posted for this conversation (its `t:<hid>` fields)."""
-        conv = await self.conversation(cid)
-        return [thread for field in conv if field.startswith("t:") if (thread := thread_in(conv, field[2:]))]
-
-    async def pending_of(self, cid: str) -> int:
-        """Entries of this conversation still to deliver, both lanes."""
-        k = self.keys(cid)
-        return sum([int(await self.redis.xlen(k.out(lane))) for lane in LANES])
-
-    async def keys_named_after(self, cid: str) -> list[str]:
-        """Keys of the conversation's partition whose name ends with its id (a full SCAN: for admin
-        commands and tests only; standalone Redis only, [] in a cluster)."""
-        if isinstance(self.redis, RedisCluster):
-            return []
-        pattern = f"{self.keys(cid).tag}*:{cid}"
-        return [as_text(key) async for key in self.redis.scan_iter(match=pattern, count=1000)]
 
 
 def _dead_letter(partition: int, entry_id: Any, fields: Any) -> DeadLetter:

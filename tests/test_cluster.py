@@ -27,6 +27,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from bridge.embedded import EmbeddedValkey, free_port
 from bridge.keys import LANES, SLACK, Keys, conversation_id
+from bridge.privacy.store import audit_entries
 from bridge.runtime import BRIDGE
 from bridge.store import Store
 from tests.conftest import app_config, serve_bridge
@@ -383,7 +384,7 @@ async def test_forget_and_the_audit_trail_in_a_cluster(
         assert left == []
         for key in [key async for key in cluster_redis.scan_iter(match="bridge:thread:*")]:
             assert (await cluster_redis.get(key)) != user.cid.encode()
-        trail = [e for e in await store_of(bridge).audit_entries(0) if e["client_id"] == user.client]
+        trail = [e for e in await audit_entries(store_of(bridge), 0) if e["client_id"] == user.client]
         assert [(e["actor"], e["action"]) for e in trail] == [
             ("system", "opened"),
             ("admin", "resolved"),

@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from bridge.config import parse_config
 from bridge.keys import AUDIT_KEY, conversation_id
 from bridge.privacy.audit import audit
+from bridge.privacy.store import append_audit, audit_entries
 from bridge.runtime import BRIDGE
 from bridge.slack_format import CLAIM_ACTION, RESOLVE_ACTION
 from bridge.store import Store
@@ -180,14 +181,14 @@ async def test_audit_is_off_by_default_and_trimmed_by_retention(redis_url: str) 
         assert await redis.exists(AUDIT_KEY) == 0
         on = parse_config("privacy: {audit: true, audit_retention: 1s}").privacy
         await audit(store, on, "opened", actor="system", cid=cid)
-        assert len(await store.audit_entries(0)) == 1
+        assert len(await audit_entries(store, 0)) == 1
         with pytest.raises(ValueError):
             await audit(store, on, "deleted", actor="cli", cid=cid)
         # An entry older than the retention goes with the next append.
         await asyncio.sleep(0.2)
         now_ms = int(time.time() * 1000)
-        await store.append_audit({"action": "claimed"}, now_ms=now_ms, retention_ms=100)
-        assert [e["action"] for e in await store.audit_entries(0)] == ["claimed"]
+        await append_audit(store, {"action": "claimed"}, now_ms=now_ms, retention_ms=100)
+        assert [e["action"] for e in await audit_entries(store, 0)] == ["claimed"]
     finally:
         await redis.aclose()
 
@@ -224,7 +225,7 @@ async def test_audit_of_take_over_outcome_reopen_and_transfer(
     entries: list[dict[str, str]] = []
 
     async def transferred() -> bool:
-        entries[:] = [e for e in await store.audit_entries(0) if e["client_id"] == "kim"]
+        entries[:] = [e for e in await audit_entries(store, 0) if e["client_id"] == "kim"]
         return any(e["action"] == "transferred" for e in entries)
 
     await eventually(transferred)

@@ -21,6 +21,7 @@ import structlog
 from ..config.schema import PrivacySection
 from ..keys import split_conversation_id
 from ..store import STORE_ERRORS, Store
+from .store import append_audit
 
 log = structlog.get_logger("bridge.audit")
 
@@ -66,7 +67,7 @@ async def audit(
         "detail": detail,
     }
     try:
-        await store.append_audit(fields, now_ms=now_ms, retention_ms=int(privacy.audit_retention_s * 1000))
+        await append_audit(store, fields, now_ms=now_ms, retention_ms=int(privacy.audit_retention_s * 1000))
     except STORE_ERRORS as e:
         log.error("audit_append_failed", action=action, cid=cid, actor=actor, error=type(e).__name__)
 

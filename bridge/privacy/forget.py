@@ -27,6 +27,7 @@ from ..results import Forgotten
 from ..slack_api import Identity, SlackApi, SlackFailure
 from ..store import Store
 from .audit import audit
+from .store import forget_keys, keys_named_after, pending_of, threads_of
 
 log = structlog.get_logger("bridge.privacy")
 
@@ -181,13 +182,13 @@ async def forget(
         if wake is not None:
             wake(store.partition_of(cid))
         undelivered = await _drained(store, cid, drain_s)
-    slack = await cleaner.clean(await store.threads_of(cid)) if cleaner is not None else None
-    removed = await store.forget(cid)
+    slack = await cleaner.clean(await threads_of(store, cid)) if cleaner is not None else None
+    removed = await forget_keys(store, cid)
     await DeskStore(store).mark_home_dirty()  # Home tabs showing its last line are published again
     left = await store.handover_left_channel(cid)  # its channel placement (channel pools), another slot
     if left:
         await store.redis.zrem(wait_key(left), cid)  # a root that never got posted waits there
-    swept = await store.keys_named_after(cid)
+    swept = await keys_named_after(store, cid)
     if swept:  # a key added to keys.py but not to forget.lua: deleted anyway, and said loudly
         await store.redis.delete(*swept)
         log.warning("forget_swept_unknown_keys", count=len(swept), fix="add them to forget.lua")
@@ -201,6 +202,6 @@ async def forget(
 async def _drained(store: Store, cid: str, wait_s: float) -> int:
     """Wait (bounded) for the conversation's outboxes to empty; what is still pending after."""
     deadline = time.monotonic() + wait_s
-    while (pending := await store.pending_of(cid)) and time.monotonic() < deadline:
+    while (pending := await pending_of(store, cid)) and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
     return pending
