@@ -35,7 +35,9 @@ class JsonErrorHandler(RequestHandler):
         message: str | None = None,
     ) -> web.StreamResponse:
         phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "error"
-        reason = str(getattr(exc, "message", None) or message or phrase)[:200]
+        # aiohttp's parser messages run over lines (the offending bytes, a caret): the first says it
+        text = str(getattr(exc, "message", None) or message or phrase).strip()
+        reason = (text.splitlines() or [phrase])[0].rstrip(":")[:200]
         log.warning(
             "request_rejected", status=status, reason=reason, error=type(exc).__name__ if exc else None
         )

@@ -143,6 +143,7 @@ PROTOCOL_ERRORS = {
         b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
     ),
     "not HTTP at all": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 garbage\r\n\r\n",
+    "a bad request line holding the key": b"POST " + HOOK.encode() + b" HTTX/1.1\r\nHost: x\r\n\r\n",
 }
 
 
@@ -158,6 +159,7 @@ async def test_requests_aiohttp_cannot_parse_are_400_json_without_traceback(
     lines = rejected_lines(bridge, 400)
     assert len(lines) == len(PROTOCOL_ERRORS), lines
     assert all(line["level"] == "warning" and line["reason"] for line in lines)
+    assert WEBHOOK_KEY not in bridge.stdout_path.read_text() + bridge.stderr_text()  # scrubbed if echoed
     await still_records_and_delivers(bridge, fake_slack, "after-400")
 
 
