@@ -587,3 +587,29 @@ async def test_forgetting_a_user_republishes_home_tabs_without_them(
     assert response.status == 200
     await wait_until(lambda: "Rue Secrète" not in str(fake_slack.home_views[ALICE]), timeout_s=8)
     assert home_entries(fake_slack, ALICE) == []
+
+
+async def test_sla_timers_resume_when_business_hours_open(
+    make_bridge: Any, fake_slack: FakeSlack, fake_reply: FakeReply, tmp_path: Any
+) -> None:
+    """Closed hours stop the clock; once open (here: a config reload), the reminder comes after the
+    target counted in open time, not at once."""
+    from bridge.runtime import BRIDGE
+    from tests.conftest import TEST_DELIVERY
+
+    other_day = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"][(time.gmtime().tm_wday + 3) % 7]
+    closed = sla_file(business_hours={"timezone": "UTC", "weekly": {other_day: "09:00-10:00"}})
+    closed["routes"][0]["sla"] = {"first_response": "2s"}
+    path = tmp_path / "config.yaml"
+    path.write_text(orjson.dumps({**closed, "delivery": TEST_DELIVERY}).decode())
+    bridge = await make_bridge(file=closed, config_path=path)
+    root_ts = await open_handover(bridge, fake_slack, fake_reply, client_id="una")
+    await asyncio.sleep(2.5)
+    assert reminders(fake_slack, root_ts) == []  # 2s of wall-clock time passed, all of it closed
+
+    opened = {**closed, "routes": [{**closed["routes"][0], "business_hours": "always"}]}
+    path.write_text(orjson.dumps({**opened, "delivery": TEST_DELIVERY}).decode())
+    assert bridge.app[BRIDGE].holder.reload() is True
+    reopened_at = time.monotonic()
+    await wait_until(lambda: len(reminders(fake_slack, root_ts)) == 1, timeout_s=6)
+    assert reminders(fake_slack, root_ts)[0].at - reopened_at > 0.9  # its 2s run in open time

@@ -20,8 +20,8 @@ from .desk import Desk, now_ms
 log = structlog.get_logger("bridge.desk.sla")
 
 TICK_LIMIT = 200  # conversations per partition per script call
-# An open handover is looked at again at least this often (business hours may close meanwhile: the
-# clock stops from the next look on).
+# An open handover is looked at again at least this often, or a quarter of its shortest target when
+# shorter (business hours may change meanwhile: the clock stops or starts again from the next look on).
 CHECK_MS = 60_000
 ANY_ROUTE = "*"  # desk_tick.lua's entry for a route no longer configured: the global target
 
@@ -52,6 +52,7 @@ def route_table(config: FileConfig, now: datetime) -> dict[str, Any]:
         if sla is None:
             continue
         hours = config.business_hours if name == ANY_ROUTE else hours_for(config, name)
+        targets = [_ms(s) for s in (sla.first_response_s, sla.remind_every_s, sla.escalate_after_s) if s]
         table[name] = {
             "h": hours is None or is_open(hours, now),
             "f": _ms(sla.first_response_s),
@@ -59,6 +60,8 @@ def route_table(config: FileConfig, now: datetime) -> dict[str, Any]:
             "e": _ms(sla.escalate_after_s),
             "m": mentions.get(name, ""),
             "em": sla.escalate_mention or "",
+            # looked at again at least this often: the clock's error at an hours change stays small
+            "c": max(min(CHECK_MS, *(t // 4 for t in targets)), 250),
         }
     return table
 

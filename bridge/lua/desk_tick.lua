@@ -7,7 +7,8 @@
 -- KEYS: timers, ready_slack, stats, ready_reply
 -- ARGV: now_ms, limit, conv_prefix, out_slack_prefix, out_reply_prefix, replies ('1'|'0'), check_ms,
 --       routes json {route|'*': {h = in hours, f = first_response ms, r = remind ms|0,
---                                e = escalate ms|0, m = mention, em = escalate mention}}
+--                                e = escalate ms|0, m = mention, em = escalate mention,
+--                                c = look again at least this often (ms)}}
 -- Returns {slack entries queued, reply entries queued, handovers seen for the first time, {breached route...}}
 local now, check_ms = tonumber(ARGV[1]), tonumber(ARGV[7])
 local routes = cjson.decode(ARGV[8])
@@ -65,8 +66,8 @@ local function sla(cid, conv, out, c)
   local next_at = nil
   if remind_at > 0 then next_at = remind_at end
   if escalate_at > 0 and not breached then next_at = earliest(next_at, escalate_at) end
-  -- (looked at again at least every check_ms, so a change of business hours is seen in time)
-  if next_at then next_at = math.min(next_at, now + check_ms) end
+  -- (looked at again at least every cfg.c, so a change of business hours is seen in time)
+  if next_at then next_at = math.min(next_at, now + math.min(cfg.c or check_ms, check_ms)) end
   return next_at
 end
 
