@@ -704,7 +704,7 @@ class FakeSlack(FileUploads, HttpFake):
     def add_file(
         self, name: str, content: bytes, *, mimetype: str = "application/octet-stream", user: str = "UAGENT01"
     ) -> SlackFile:
-        """A file as an agent's upload creates it; `to_event()` is its entry in a message's `files`."""
+        """A file as an agent's upload creates it; `to_api()` is also its entry in a message's `files`."""
         file_id = f"F{len(self.files) + 1:08d}"
         shared = SlackFile(file_id, name, mimetype, content, user, self.base_url)
         self.files[file_id] = shared
