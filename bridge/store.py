@@ -27,14 +27,11 @@ from redis.exceptions import (
 )
 
 from .keys import (
-    CHANNEL_OPEN_PREFIX,
     LANES,
     META_KEY,
-    PLACED_KEY,
     REPLY,
     SLACK,
     Keys,
-    channel_open_key,
     conversation_keys,
     rate_key,
     record_keys,
@@ -56,6 +53,7 @@ from .results import (
     parse_turn,
     stream_id_key,
 )
+from .store_pools import PoolCounters
 
 DEAD_MAXLEN = 100_000
 USER_CACHE_S = 86400
@@ -123,7 +121,7 @@ class PartitionMismatch(Exception):
     """The Redis data was written with another partition count: conversations would be lost."""
 
 
-class Store:
+class Store(PoolCounters):
     """Redis access for the bridge. Holds no state of its own beyond the client and loaded scripts."""
 
     def __init__(self, redis: AnyRedis, *, partitions: int, client_deadline_s: float | None = None) -> None:
@@ -673,81 +671,6 @@ class Store:
         # finds the placement stale later.
         await self.handover_left_channel(cid, int(hid))
         return Resolution(1, int(opened_ms), as_text(route))
-
-    # -- channel pools ---------------------------------------------------------------------------------
-
-    async def place_handover(
-        self, cid: str, hid: int | str, pool: Sequence[str], now_ms: int, waiting: Sequence[int] = ()
-    ) -> str:
-        """The channel of handover `hid`'s thread: chosen once, when its root is first posted, as the
-        pool's channel with the fewest open handovers (then the fewest `waiting` lines, given in pool
-        order); the same channel on every later call for this handover, whatever the pool is then."""
-        counts = [*waiting, *([0] * len(pool))][: len(pool)]
-        channel = await self._eval(
-            "place_handover",
-            [PLACED_KEY],
-            [cid, str(hid), now_ms, CHANNEL_OPEN_PREFIX, len(pool), *pool, *counts],
-        )
-        return as_text(channel)
-
-    async def waiting_in_channels(self, channels: Sequence[str]) -> list[int]:
-        """Entries waiting in the Slack outboxes of the handovers placed in each channel (a pool's
-        tie-break): two pipelined reads, on root posts only."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for channel in channels:
-                pipe.zrange(channel_open_key(channel), 0, -1)
-            members = [[as_text(cid) for cid in found] for found in await pipe.execute()]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for cids in members:
-                for cid in cids:
-                    pipe.xlen(self.keys(cid).out(SLACK))
-            lengths = iter(await pipe.execute())
-        return [sum(int(next(lengths)) for _ in cids) for cids in members]
-
-    async def handover_left_channel(self, cid: str, hid: int | str | None = None) -> str | None:
-        """Handover `hid` of `cid` (None: whichever is placed) no longer counts in its channel:
-        call it whenever a handover ends there (resolved, transferred away, forgotten). Returns
-        the channel it left, None when it was not placed."""
-        left = as_text(
-            await self._eval(
-                "leave_channel", [PLACED_KEY], [cid, "" if hid is None else str(hid), CHANNEL_OPEN_PREFIX]
-            )
-        )
-        return left or None
-
-    async def open_in_channels(self, channels: Sequence[str]) -> dict[str, int]:
-        """Open handovers placed in each of `channels` (for gauges and check-config)."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for channel in channels:
-                pipe.zcard(channel_open_key(channel))
-            counts = await pipe.execute()
-        return {channel: int(count) for channel, count in zip(channels, counts, strict=True)}
-
-    async def placements(self) -> dict[str, tuple[str, str]]:
-        """cid → (channel, hid) of every placed handover."""
-        raw = await self.redis.hgetall(PLACED_KEY)
-        found = {}
-        for cid, value in raw.items():
-            channel, _, hid = as_text(value).partition(" ")
-            found[as_text(cid)] = (channel, hid)
-        return found
-
-    async def reconcile_placements(self) -> int:
-        """Drop placements whose handover is over (its "left" call lost in a crash, a root posted after
-        its resolve): the counts are always recomputable from the conversations. Returns how many."""
-        placed = list((await self.placements()).items())
-        if not placed:
-            return 0
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for cid, _ in placed:
-                pipe.hmget(self.keys(cid).conv, "state", "hid")
-            states = await pipe.execute()
-        dropped = 0
-        for (cid, (_, hid)), (state, current) in zip(placed, states, strict=True):
-            if as_text(state) in ("open", "claimed") and as_text(current) == hid:
-                continue
-            dropped += await self.handover_left_channel(cid, hid) is not None
-        return dropped
 
     async def idle_handovers(self, partition: int, before_ms: int, limit: int = 100) -> list[str]:
         members = await self.redis.zrangebyscore(
