@@ -133,6 +133,7 @@ PERMANENT_ERRORS = frozenset(
         "user_not_in_channel",
         "not_authorized",
         "invalid_scopes",
+        "not_enabled",  # views.publish: the app's Home tab is off
     }
 )
 DELIVERY_EVENT_TYPE = "bridge_delivery"

@@ -613,3 +613,15 @@ async def test_sla_timers_resume_when_business_hours_open(
     reopened_at = time.monotonic()
     await wait_until(lambda: len(reminders(fake_slack, root_ts)) == 1, timeout_s=6)
     assert reminders(fake_slack, root_ts)[0].at - reopened_at > 0.9  # its 2s run in open time
+
+
+async def test_home_tab_off_is_logged_once_per_change_not_retried_forever(
+    make_bridge: Any, fake_slack: FakeSlack, fake_reply: FakeReply
+) -> None:
+    fake_slack.home_enabled = False
+    bridge = await make_bridge()
+    await open_handover(bridge, fake_slack, fake_reply, client_id="val")
+    await bridge.slack_event(home_opened(ALICE))
+    await wait_until(lambda: len(fake_slack.calls_to("views.publish")) == 1)
+    await asyncio.sleep(1.5)  # several publisher rounds
+    assert [c.response["error"] for c in fake_slack.calls_to("views.publish")] == ["not_enabled"]

@@ -31,6 +31,7 @@ PUBLISH_PER_S = 100 / 60
 PUBLISH_BURST = 20
 PUBLISH_BUCKET = rate_key("views.publish")
 BATCH = 50  # viewers per round
+RETRY_MS = 5000  # a view that failed for a passing reason is tried again this much later
 
 
 async def build_view(desk: Desk) -> dict[str, Any]:
@@ -92,8 +93,10 @@ class HomePublisher:
                 if e.retry_after_s is not None:
                     await store.postpone(user, now_ms() + int(e.retry_after_s * 1000))
                     break
-                if not e.permanent and not e.auth:
-                    continue  # tried again next round
+                if not (e.permanent or e.unknown or e.auth):  # transient: again a little later
+                    await store.postpone(user, now_ms() + RETRY_MS)
+                    continue
+                # (e.g. not_enabled: dropped until the next change or the next time they open the tab)
             await store.published(user)
             published += 1
         log.info("home_published", viewers=published, due=len(users))
