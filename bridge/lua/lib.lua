@@ -31,13 +31,19 @@ end
 
 -- Token bucket shared by every replica: how long to wait (ms) before posting to this channel (0: a
 -- token was taken). A 429's Retry-After pauses the whole channel through `paused_until`.
-local function take_token(bucket, now, rate, burst)
+-- Tokens in the bucket now (nil while a 429 pauses the channel, with the ms left of the pause).
+local function tokens_now(bucket, now, rate, burst)
   local b = redis.call('HMGET', bucket, 'tokens', 'at', 'paused_until')
   local paused = tonumber(b[3] or '0')
-  if paused > now then return paused - now end
+  if paused > now then return nil, paused - now end
   local tokens = tonumber(b[1] or burst)
   local at = tonumber(b[2] or now)
-  tokens = math.min(burst, tokens + (now - at) * rate / 1000)
+  return math.min(burst, tokens + (now - at) * rate / 1000), 0
+end
+
+local function take_token(bucket, now, rate, burst)
+  local tokens, paused = tokens_now(bucket, now, rate, burst)
+  if not tokens then return paused end
   local wait = 0
   if tokens >= 1 then
     tokens = tokens - 1
@@ -62,7 +68,19 @@ end
 -- taken out of the queue: its turn. Returns {ms to wait (0: a turn was taken), chosen cid or '',
 -- its score, cid's rank in the queue (when no turn: how many turns come before its own)}.
 local function take_turn(bucket, queue, now, rate, burst, cid, score, have, skip)
-  if cid ~= '' then redis.call('ZADD', queue, score, cid) end
+  if cid ~= '' then
+    redis.call('ZADD', queue, score, cid)
+    -- Enough tokens for every conversation before this one and for this one: none of them waits
+    -- for another's post, so this one takes its own turn (no handing on while the channel is not
+    -- saturated).
+    local rank = redis.call('ZRANK', queue, cid)
+    local tokens = tokens_now(bucket, now, rate, burst)
+    if not have and tokens and tokens >= rank + 1 then
+      take_token(bucket, now, rate, burst)
+      redis.call('ZREM', queue, cid)
+      return {0, cid, score, 0}
+    end
+  end
   local skipped = {}
   for _, id in ipairs(skip) do skipped[id] = true end
   local head, head_score
