@@ -6,6 +6,7 @@ and shares Slack's rate limits across replicas.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -241,9 +242,12 @@ class SlackApi:
         raise self._failure(method, status, headers, data)
 
     async def _sdk_call(self, method: str, kwargs: dict[str, Any]) -> tuple[int, Any, dict[str, Any]]:
-        """Through slack-sdk's own method, which knows whether a method takes JSON, form or query."""
+        """Through slack-sdk's own method, which knows whether a method takes JSON, form or query.
+        Bounded here: slack-sdk applies its own timeout only to sessions it creates, and a call must
+        end within a worker's lease (TimeoutError: unreachable, retried)."""
         try:
-            response = await getattr(self.client, method.replace(".", "_"))(**kwargs)
+            async with asyncio.timeout(self.timeout.total):
+                response = await getattr(self.client, method.replace(".", "_"))(**kwargs)
         except SlackApiError as e:
             response = e.response
         data = response.data if isinstance(response.data, dict) else {}
@@ -477,6 +481,18 @@ class SlackApi:
             initial_comment=comment,
         )
         return file_id
+
+    async def find_file(self, channel: str, thread_ts: str, name: str, *, oldest_s: float) -> str | None:
+        """The id of a file named `name` shared in the thread since `oldest_s`, if Slack has it: an
+        upload completed just before a crash is not attached a second time."""
+        data = await self._call(
+            "conversations.replies", channel=channel, ts=thread_ts, oldest=f"{oldest_s:.6f}", limit=200
+        )
+        for message in data.get("messages", []):
+            for file in message.get("files") or []:
+                if isinstance(file, dict) and file.get("name") == name:
+                    return str(file.get("id", ""))
+        return None
 
     async def _upload(self, url: str, content: bytes) -> None:
         """The bytes to Slack's upload URL: pre-signed, so without the token. A 4xx is permanent

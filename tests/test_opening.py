@@ -10,13 +10,15 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bridge.keys import FILE
 from bridge.opening import plan, transcript_name
 from bridge.runtime import BRIDGE
-from tests.conftest import MakeBridge
+from tests.conftest import TEST_DELIVERY, MakeBridge, app_config, serve_bridge
 from tests.harness import eventually, wait_until
 from tests.harness.fake_slack import DEFAULT_TOKEN, FakeSlack, SlackMessage
 from tests.helpers import CHANNEL, BridgeClient, escalation, message
@@ -76,7 +78,9 @@ async def test_a_long_history_opens_in_two_posts_and_the_full_one_is_attached(
     [asked] = [c.params for c in fake_slack.calls_to("files.getUploadURLExternal")]
     assert (asked["filename"], int(asked["length"])) == ("transcript-long.txt", len(text.encode()))
     # The file is shared below the opening post, in the thread.
-    assert shared.params["files"] == [{"id": upload.file_id, "title": "Transcript long"}]
+    assert shared.params["files"] == [
+        {"id": upload.file_id, "title": "Transcript long", "name": upload.filename}
+    ]
     assert "Full history before this handover: 30 exchange(s)" in shared.text
 
 
@@ -196,3 +200,40 @@ async def test_fake_slack_upload_steps_refuse_what_slack_refuses(fake_slack: Fak
 
     fake_slack.scopes.discard("files:write")
     assert await refused(client.files_getUploadURLExternal(filename="t.txt", length=5)) == "missing_scope"
+
+
+class LateCompleteSlack(FakeSlack):
+    """Shares the file at once but answers files.completeUploadExternal `hold_s` later: the bridge's
+    call times out with the file already in the thread (the window a crash could also fall in)."""
+
+    def __init__(self) -> None:
+        super().__init__(token=DEFAULT_TOKEN)
+        self.hold_s = 0.0
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        response = await super()._handle(request)
+        if self.hold_s and request.match_info["method"] == "files.completeUploadExternal":
+            await asyncio.sleep(self.hold_s)
+        return response
+
+
+async def test_a_file_attached_whose_answer_was_lost_is_not_attached_twice(redis_url: str) -> None:
+    slack = LateCompleteSlack()
+    slack.hold_s = 3.0  # past the bridge's Slack timeout (lease 2 s: calls end within 1 s)
+    await slack.start()
+    clients: list[TestClient] = []
+    try:
+        config = app_config(redis_url, slack.url, file={"delivery": {**TEST_DELIVERY, "lease": "2s"}})
+        bridge = await serve_bridge(config, clients)
+        await chat(bridge, "lost", 24)
+        assert await bridge.hook(escalation("lost")) == (200, {"ok": True})
+        await eventually(lambda: drained(bridge), 20)
+    finally:
+        for client in clients:
+            await client.close()
+        await slack.stop()
+    assert len(slack.uploaded(CHANNEL)) == 1  # in the thread once
+    assert len(slack.calls_to("files.getUploadURLExternal")) == 1  # no second upload was started
+    [root] = slack.roots(CHANNEL)
+    looked = [c.params for c in slack.calls_to("conversations.replies") if c.params.get("ts") == root.ts]
+    assert looked  # the retry looked for the file in the thread, and found it

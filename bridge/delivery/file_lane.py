@@ -20,6 +20,8 @@ from .step import Step, inflight_marker, now_ms
 log = structlog.get_logger("bridge.delivery")
 
 TRANSCRIPT_FAILED = "transcript_failed"  # the dead letters' reason
+# How far back to look in the thread for a file attached just before a crash.
+INFLIGHT_LOOKBACK_S = 30.0
 # The root or the opening post is not in Slack yet: look again this soon.
 THREAD_WAIT_MS = 1000
 
@@ -52,12 +54,14 @@ class FileLane(Lane):
             return Step.later(now_ms() + THREAD_WAIT_MS)
         if thread is None:  # its root was dead-lettered: nowhere to attach the file
             return await self.bury(cid, [head], "no_thread")
-        if not await self.ctx.store.mark_inflight(
-            FILE, cid, worker, inflight_marker(head.id, head.id), lease_ms=self.ctx.lease_ms()
-        ):
-            return self.lease_lost(cid, head.id)
         channel, thread_ts = thread
         try:
+            if await self._attached_before(cid, conv, head, channel, thread_ts):
+                return await self.commit(cid, worker, [head.id])
+            if not await self.ctx.store.mark_inflight(
+                FILE, cid, worker, inflight_marker(head.id, head.id), lease_ms=self.ctx.lease_ms()
+            ):
+                return self.lease_lost(cid, head.id)
             file_id = await self._upload(cid, channel, thread_ts, head, plan)
         except SlackFailure as e:
             return await self._failed(cid, head, channel, e)
@@ -67,8 +71,7 @@ class FileLane(Lane):
     async def _upload(
         self, cid: str, channel: str, thread_ts: str, head: OutboxEntry, plan: opening.Opening
     ) -> str:
-        skill_id, client_id = split_conversation_id(cid)
-        client_id = redact(client_id)  # in the file's name, title and first line (often a phone number)
+        skill_id, client_id = _names(cid)
         content = opening.transcript_text(skill_id, client_id, list(head.data.get("all") or []))
         shown = f"the last {plan.shown} shown above" if plan.shown < plan.held else "shown above"
         comment = f"Full history before this handover: {plan.held} exchange(s), {shown}" + (
@@ -82,6 +85,26 @@ class FileLane(Lane):
             title=f"Transcript {client_id}",
             comment=comment,
         )
+
+    async def _attached_before(
+        self, cid: str, conv: dict[str, str], head: OutboxEntry, channel: str, thread_ts: str
+    ) -> bool:
+        """An upload of this entry was started and never committed (a crash, a lost answer): is the
+        file in the thread already? Then it is committed, not attached twice."""
+        first, _, started = [*conv.get("inflight:file", "").split(" "), "", "", "0"][:3]
+        if first != head.id:
+            return False
+        name = opening.transcript_name(_names(cid)[1])
+        oldest = int(started or 0) / 1000 - INFLIGHT_LOOKBACK_S
+        try:
+            found = await self.slack.find_file(channel, thread_ts, name, oldest_s=oldest)
+        except SlackFailure as e:
+            if not (e.permanent or e.auth):
+                raise
+            log.warning("transcript_check_failed", cid=cid, reason=e.reason)  # attach it again, then
+            return False
+        log.info("transcript_checked", cid=cid, found=bool(found))
+        return found is not None
 
     async def _thread(self, cid: str, hid: str) -> tuple[tuple[str, str] | None, bool]:
         """(channel, ts) of the handover's thread if its root is posted, and whether its root or
@@ -105,3 +128,10 @@ class FileLane(Lane):
         fix = e.fix() if e.auth else "fix the cause, then: bridge outbox replay --reason transcript_failed"
         log.error(TRANSCRIPT_FAILED, cid=cid, channel=channel, reason=e.reason, fix=fix)
         return await self.bury(cid, [head], TRANSCRIPT_FAILED, channel)
+
+
+def _names(cid: str) -> tuple[str, str]:
+    """(skill_id, client_id) as the file shows them: the client id redacted (in the file's name,
+    title and first line; often a phone number)."""
+    skill_id, client_id = split_conversation_id(cid)
+    return skill_id, redact(client_id)

@@ -165,7 +165,9 @@ class FileUploads:
             upload.completed = True
             shared.append({"id": upload.file_id, "title": upload.title})
         if channel is not None:
-            self._share_message(channel, thread_ts, comment, shared, now)
+            # In the channel, a message's files are file objects: their name too.
+            objects = [{**spec, "name": self.uploads[spec["id"]].filename} for spec in shared]
+            self._share_message(channel, thread_ts, comment, objects, now)
         return {"ok": True, "files": shared}
 
     def _files_delete(self: FakeSlack, params: dict[str, Any], now: float) -> dict[str, Any]:
