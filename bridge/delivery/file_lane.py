@@ -125,7 +125,11 @@ class FileLane(Lane):
             attempts = await self.ctx.store.bump_attempts(FILE, cid)
             if not (e.unknown and attempts >= self.ctx.settings().unknown_error_attempts):
                 return await self.retry_later(cid, e.reason, attempts)
-        fix = e.fix() if e.auth else "fix the cause, then: bridge outbox replay --reason transcript_failed"
+        fix = (
+            e.fix()
+            if e.auth
+            else f"fix the cause, then: bridge outbox replay --all --reason {TRANSCRIPT_FAILED}"
+        )
         log.error(TRANSCRIPT_FAILED, cid=cid, channel=channel, reason=e.reason, fix=fix)
         return await self.bury(cid, [head], TRANSCRIPT_FAILED, channel)
 
