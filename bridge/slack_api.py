@@ -250,8 +250,11 @@ class SlackApi:
                 response = await getattr(self.client, method.replace(".", "_"))(**kwargs)
         except SlackApiError as e:
             response = e.response
-        data = response.data if isinstance(response.data, dict) else {}
-        return response.status_code, response.headers, data
+        # A body that is not JSON (a proxy's HTML page) comes back as slack-sdk's error around the raw
+        # aiohttp response, which has `status` and no `data`: read both shapes, never crash on either.
+        status = getattr(response, "status_code", None) or getattr(response, "status", 0)
+        data = getattr(response, "data", None)
+        return int(status), getattr(response, "headers", {}), data if isinstance(data, dict) else {}
 
     async def _post_json(self, method: str, kwargs: dict[str, Any]) -> tuple[int, Any, dict[str, Any]]:
         """The delivery hot path, straight on the shared aiohttp session: the same JSON request

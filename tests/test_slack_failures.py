@@ -11,16 +11,23 @@ import itertools
 from collections.abc import Iterator
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
 from structlog.testing import capture_logs
 
-from bridge.delivery import auth_pause, pacing
-from bridge.keys import conversation_id
+from bridge.config import DeliverySection
+from bridge.delivery import DeliveryContext, SlackLane, auth_pause, pacing
+from bridge.keys import SLACK, conversation_id
+from bridge.metrics import Metrics
 from bridge.runtime import BRIDGE
+from bridge.slack_api import SlackApi
+from bridge.store import Store
 from tests.conftest import MakeBridge
 from tests.harness import wait_until
 from tests.harness.fake_slack import DEFAULT_TOKEN, FakeSlack
 from tests.helpers import CHANNEL, escalation, message
+from tests.test_outbox import LEASE_MS, claim, now_ms, pending_ids, store, thread_opened  # noqa: F401
 
 
 @pytest.fixture
@@ -125,3 +132,46 @@ async def test_a_saturated_channel_is_visible_in_gauges_and_logged_once_a_minute
         assert await metric(bridge, f'bridge_slack_channel_lag_seconds{{channel="{CHANNEL}"}}') > 0.5
     await asyncio.sleep(1.0)  # five more checks on each replica
     assert len(events(logs, "slack_channel_saturated")) == 1
+
+
+class HtmlLookupSlack(FakeSlack):
+    """Slack behind a proxy that answers the crash-recovery lookups with an HTML page."""
+
+    pages = 0
+    content_type = "text/html"
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if request.match_info["method"] in ("conversations.replies", "conversations.history"):
+            self.pages += 1
+            page = "<html>502 Bad Gateway</html>"  # labelled JSON (or not: both are seen behind proxies)
+            return web.Response(text=page, status=200, content_type=self.content_type)
+        return await super()._handle(request)
+
+
+@pytest.mark.parametrize("content_type", ["text/html", "application/json"])
+async def test_an_html_page_answering_the_crash_lookup_is_retried_not_a_crash(
+    store: Store,  # noqa: F811
+    content_type: str,
+) -> None:
+    """The lookup goes through slack-sdk, which wraps a non-JSON body differently from Slack's own
+    errors: still a transient failure (retried with backoff), never delivery_crashed, never a
+    second post made blindly."""
+    fake = HtmlLookupSlack()
+    fake.content_type = content_type
+    await fake.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            settings = lambda: DeliverySection(posts_per_second=100, burst=100)  # noqa: E731
+            slack = SlackApi.create(DEFAULT_TOKEN, fake.url, session, Metrics())
+            lane = SlackLane(DeliveryContext(store, Metrics(), settings, False), slack)
+            cid = await thread_opened(store, "hal", 1)
+            first = (await pending_ids(store, cid))[0]
+            assert await claim(store, cid, "w1")
+            await store.mark_inflight(SLACK, cid, "w1", f"{first} {first} {now_ms()}", lease_ms=LEASE_MS)
+            step = await lane.deliver(cid, "w1")
+        assert step.action == "later" and step.due_ms > now_ms()  # retried after a backoff
+        assert fake.pages == 1 and fake.calls_to("chat.postMessage") == []
+        assert await store.dead_letters() == []
+        assert (await store.conversation(cid))["attempts:slack"] == "1"
+    finally:
+        await fake.stop()
