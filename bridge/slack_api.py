@@ -252,7 +252,7 @@ class SlackApi:
             response = e.response
         # A body that is not JSON (a proxy's HTML page) comes back as slack-sdk's error around the raw
         # aiohttp response, which has `status` and no `data`: read both shapes, never crash on either.
-        status = getattr(response, "status_code", None) or getattr(response, "status", 0)
+        status = getattr(response, "status_code", None) or getattr(response, "status", None) or 0
         data = getattr(response, "data", None)
         return int(status), getattr(response, "headers", {}), data if isinstance(data, dict) else {}
 
