@@ -7,6 +7,7 @@ exercise the same keys and scripts the running bridge uses; only the caller is a
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,7 +18,7 @@ import pytest
 from redis.asyncio import Redis
 
 from bridge.config import DeliverySection, FileConfig
-from bridge.delivery import DeliveryContext, SlackLane, Step
+from bridge.delivery import Deliverer, DeliveryContext, SlackLane, Step
 from bridge.events import parse_event
 from bridge.handover import Handover
 from bridge.keys import SLACK, conversation_id, thread_in
@@ -534,3 +535,32 @@ async def test_a_root_recovered_after_a_crash_is_never_another_conversations_wit
     assert await store.thread_conversation(CHANNEL, other_ts) is None
     ours = [p for p in fake_slack.roots(CHANNEL) if p.ts == thread[1]]
     assert ours and ours[0].metadata["event_payload"] == {"conversation": cid, **same_ids}
+
+
+async def test_a_turn_taken_for_an_older_conversation_is_handed_to_it(
+    store: Store, fake_slack: FakeSlack
+) -> None:
+    """B's worker finds the channel's one token, but A has waited longer: A gets the post (the
+    scheduler leases A and delivers it with that turn), and B waits for the next token."""
+    settings = DeliverySection.model_validate({"posts_per_second": 0.2, "burst": 1, "poll_interval": "50ms"})
+    older = await thread_opened(store, "ada", 1)
+    newer = await thread_opened(store, "bea", 1)
+    (a_line,) = (await store.fetch(SLACK, older, 10))[1]
+    await store.give_back(CHANNEL, older, a_line.received_ms, token=False, burst=1)  # A waits there
+    await store.release(SLACK, older, "setup", now_ms())  # (the claim that set up B took A too)
+    await store.redis.zadd(store.keys(older).ready(SLACK), {older: now_ms() + 60_000})  # nobody claims A
+    async with aiohttp.ClientSession() as session:
+        metrics = Metrics()
+        ctx = DeliveryContext(store, metrics, lambda: settings, False)
+        lane = SlackLane(ctx, SlackApi.create(DEFAULT_TOKEN, fake_slack.url, session, metrics))
+        deliverer = Deliverer(store, [lane], lambda: settings, metrics)
+        deliverer.start()
+        try:
+            (post,) = await fake_slack.wait_for_posts(1, channel=CHANNEL, timeout_s=5)
+            await asyncio.sleep(0.3)  # B's worker has had its try for the next token by now
+        finally:
+            await deliverer.stop(1.0)
+    assert "m-000" in post.text and (post.metadata or {})["event_payload"]["conversation"] == older
+    assert len(fake_slack.posts(CHANNEL)) == 1  # B's line waits for the next token, 5 s away
+    assert await pending_ids(store, older) == [] and len(await pending_ids(store, newer)) == 1
+    assert await store.redis.exists(store.keys(older).lease(SLACK)) == 0
