@@ -48,7 +48,7 @@ class FileLinks:
         return file_id if int(expires) > now_s else None
 
 
-def _size(size: Any) -> str:
+def _size(size: int) -> str:
     mib = size / (1024 * 1024)
     return f"{mib:.1f} MiB" if mib >= 1 else f"{max(size // 1024, 1)} KiB"
 
