@@ -72,6 +72,9 @@ async def _stream(
                 log.warning("file_download_failed", status=502, file=file_id, slack_status=upstream.status)
                 return error(502, "file unavailable from Slack")
             if upstream.content_length is not None:
+                if upstream.content_length > max_bytes:  # files.info said less: never more than the cap
+                    log.warning("file_link_refused", status=404, file=file_id, reason="too large")
+                    return error(404, "not found")
                 response.content_length = upstream.content_length
             await response.prepare(request)
             async for chunk in upstream.content.iter_chunked(CHUNK_BYTES):

@@ -579,3 +579,20 @@ async def test_a_reopened_handover_transcript_carries_on_from_the_first_lines(
     assert said_first == ["my parcel is late", "Let me check", "first answer"]
     after = ["still there?", "bot: still there?", "back on it"]
     assert [line["text"] for line in second] == [*said_first, *after]
+
+
+async def test_a_link_never_serves_slack_sign_in_page_nor_more_than_the_cap(
+    make_bridge: Any, fake_slack: FakeSlack, fake_reply: FakeReply
+) -> None:
+    bridge = await make_bridge(bridge_public_url=PUBLIC_URL, file={"replies": {"max_file_bytes": 4096}})
+    links = FileLinks.create(DEFAULT_SECRET, PUBLIC_URL)
+    hidden = fake_slack.add_file("hidden.pdf", b"%PDF secret", mimetype="application/pdf")
+    hidden.restricted = True  # Slack answers its sign-in page (200, HTML), not the file
+    status, data, headers = await fetch(bridge, links.url(hidden.id, 2**33))
+    assert status == 502 and orjson.loads(data)["ok"] is False
+    assert headers["Content-Type"].startswith("application/json") and b"Sign in" not in data
+    # files.info says 100 bytes, Slack sends 10,000: not a byte over the cap goes out.
+    liar = fake_slack.add_file("big.bin", b"z" * 10_000)
+    liar.reported_size = 100
+    status, data, _ = await fetch(bridge, links.url(liar.id, 2**33))
+    assert (status, orjson.loads(data)) == (404, {"ok": False, "error": "not found"})

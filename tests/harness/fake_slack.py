@@ -291,6 +291,8 @@ class SlackFile:
     user: str
     base_url: str
     deleted: bool = False
+    restricted: bool = False  # the download answers Slack's sign-in page, as for a file the token cannot read
+    reported_size: int | None = None  # what files.info says (None: the real size)
 
     @property
     def url_private_download(self) -> str:
@@ -315,7 +317,7 @@ class SlackFile:
             "is_external": False,
             "external_type": "",
             "is_public": True,
-            "size": len(self.content),
+            "size": len(self.content) if self.reported_size is None else self.reported_size,
             "url_private": f"{self.base_url}/files-pri/{TEAM_ID}-{self.id}/{self.name}",
             "url_private_download": self.url_private_download,
             "permalink": f"{TEAM_URL}files/{self.user}/{self.id}/{self.name}",
@@ -1257,7 +1259,7 @@ class FakeSlack(FileUploads, HttpFake):
         )
         if shared is None or shared.deleted:
             return web.Response(status=404, text="<html>File not found</html>", content_type="text/html")
-        if self.token is not None and auth != f"Bearer {self.token}":
+        if shared.restricted or (self.token is not None and auth != f"Bearer {self.token}"):
             return web.Response(text="<html><body>Sign in to Slack</body></html>", content_type="text/html")
         return web.Response(body=shared.content, content_type=shared.mimetype)
 
