@@ -462,6 +462,10 @@ class Store(PoolCounters):
         )
         return parse_fetched(taken[1], taken[2]) if int(taken[0]) else None
 
+    async def first_in(self, key: str, window_ms: int, now_ms: int) -> bool:
+        """True for the first caller within `window_ms` (across replicas) of a once-a-while `key`."""
+        return bool(await self.redis.set(key, now_ms, nx=True, px=window_ms))
+
     async def channel_queues(self, channels: Sequence[str]) -> dict[str, list[tuple[str, int]]]:
         """The few oldest conversations waiting in each channel's queue, with their scores."""
         async with self.redis.pipeline(transaction=False) as pipe:

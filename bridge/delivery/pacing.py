@@ -87,8 +87,8 @@ class SaturationWatch:
         for channel in channels:
             self.metrics.slack_channel_lag.labels(channel).set(lags[channel])
             self.metrics.slack_channel_open.labels(channel).set(opened[channel])
-            if lags[channel] > threshold and await self.store.redis.set(
-                saturation_key(channel), now, nx=True, px=SATURATION_LOG_EVERY_MS
+            if lags[channel] > threshold and await self.store.first_in(
+                saturation_key(channel), SATURATION_LOG_EVERY_MS, now
             ):
                 log.warning(
                     "slack_channel_saturated",
