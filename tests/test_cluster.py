@@ -26,7 +26,7 @@ from aiohttp.test_utils import TestClient
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from bridge.embedded import EmbeddedValkey, free_port
-from bridge.keys import LANES, SLACK, Keys, conversation_id
+from bridge.keys import LANES, PLACED_KEY, SLACK, Keys, channel_open_key, conversation_id
 from bridge.privacy.store import audit_entries
 from bridge.runtime import BRIDGE
 from bridge.store import Store
@@ -133,6 +133,23 @@ async def test_every_key_of_a_conversation_and_its_partition_is_in_one_slot(
     assert (p.conv_prefix + cid, p.out_prefix(SLACK) + cid) == (k.conv, k.out(SLACK))
     other = Keys((k.partition + 1) % store.partitions, cid)
     assert await cluster_redis.execute_command("CLUSTER KEYSLOT", other.conv) not in slots
+
+
+async def test_channel_pool_counters_work_in_a_cluster(cluster_redis: RedisCluster) -> None:
+    """The pools' placement hash and per-channel sets share one hash tag (one slot), so placing,
+    leaving and reconciling are one script or one pipeline on a cluster too."""
+    pool = [f"C0CL{uuid.uuid4().hex[:6].upper()}", f"C0CL{uuid.uuid4().hex[:6].upper()}"]
+    names = [PLACED_KEY, *(channel_open_key(channel) for channel in pool)]
+    assert len({await cluster_redis.execute_command("CLUSTER KEYSLOT", name) for name in names}) == 1
+    store = Store(cluster_redis, partitions=32)
+    open_one, gone = User().cid, User().cid
+    await cluster_redis.hset(store.keys(open_one).conv, mapping={"state": "open", "hid": 1})
+    assert await store.place_handover(open_one, 1, pool, 1, await store.waiting_in_channels(pool)) == pool[0]
+    assert await store.place_handover(gone, 1, pool, 2, await store.waiting_in_channels(pool)) == pool[1]
+    assert await store.reconcile_placements() >= 1  # `gone` has no conversation behind it
+    assert await store.open_in_channels(pool) == {pool[0]: 1, pool[1]: 0}
+    assert await store.handover_left_channel(open_one, 1) == pool[0]
+    assert await store.open_in_channels(pool) == dict.fromkeys(pool, 0)
 
 
 async def test_begin_turn_in_a_cluster_takes_two_calls_with_the_same_outcome(
