@@ -81,6 +81,18 @@ def plan_from_transcript(data: dict[str, Any], line_chars: int, max_chars: int) 
     return plan(every[len(every) - shown :] if shown else [], len(every) - shown, line_chars, max_chars)
 
 
+def file_comment(plan: Opening) -> str:
+    """What the transcript file's message says, beside the opening post."""
+    if plan.shown == 0:
+        shown = "none shown in the thread"
+    elif plan.shown < plan.held:
+        shown = f"the last {plan.shown} shown above"
+    else:
+        shown = "shown above"
+    cut = ", with long lines cut there" if plan.cut and plan.shown else ""
+    return f"Full history before this handover: {plan.held} exchange(s), {shown}{cut}."
+
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 

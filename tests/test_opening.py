@@ -16,7 +16,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bridge.keys import FILE
-from bridge.opening import plan, transcript_name
+from bridge.opening import file_comment, plan, transcript_name
 from bridge.runtime import BRIDGE
 from tests.conftest import TEST_DELIVERY, MakeBridge, app_config, serve_bridge
 from tests.harness import eventually, wait_until
@@ -155,6 +155,19 @@ async def test_without_files_write_the_thread_opens_and_the_file_is_a_dead_lette
     assert len(posts_to(fake_slack)) == 2  # the root and the opening post went out all the same
     [answer] = [c.response for c in fake_slack.calls_to("files.getUploadURLExternal")]
     assert (answer["error"], answer["needed"]) == ("missing_scope", "files:write")
+
+
+def test_the_file_message_says_what_the_thread_shows() -> None:
+    short = [{"t": 1, "in": "hi", "out": "hello"}]
+    assert file_comment(plan(short, 4, 300, 3900)) == (
+        "Full history before this handover: 5 exchange(s), the last 1 shown above."
+    )
+    long = [{"t": 1, "in": LONG, "out": "hello"}]
+    said = file_comment(plan(long, 0, 300, 3900))
+    assert said.endswith("1 exchange(s), shown above, with long lines cut there.")
+    assert file_comment(plan([], 3, 300, 3900)) == (
+        "Full history before this handover: 3 exchange(s), none shown in the thread."
+    )
 
 
 @pytest.mark.parametrize(("max_chars", "line_chars"), [(500, 300), (3900, 20), (39000, 1500)])

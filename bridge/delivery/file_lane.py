@@ -73,10 +73,7 @@ class FileLane(Lane):
     ) -> str:
         skill_id, client_id = _names(cid)
         content = opening.transcript_text(skill_id, client_id, list(head.data.get("all") or []))
-        shown = f"the last {plan.shown} shown above" if plan.shown < plan.held else "shown above"
-        comment = f"Full history before this handover: {plan.held} exchange(s), {shown}" + (
-            ", with long lines cut there." if plan.cut else "."
-        )
+        comment = opening.file_comment(plan)
         return await self.slack.upload_file(
             channel,
             thread_ts,
