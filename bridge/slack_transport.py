@@ -7,7 +7,8 @@ and shares Slack's rate limits across replicas. The methods the bridge calls are
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import math
+from typing import Any, Self
 from urllib.parse import urljoin
 
 import aiohttp
@@ -54,9 +55,13 @@ class SlackTransport:
         session: aiohttp.ClientSession,
         metrics: Metrics,
         timeout_s: float = 10,
-    ) -> SlackTransport:
+    ) -> Self:
         client = AsyncWebClient(
-            token=token, base_url=base_url, session=session, timeout=timeout_s, retry_handlers=[]
+            token=token,
+            base_url=base_url,
+            session=session,
+            timeout=math.ceil(timeout_s),  # (calls are bounded to timeout_s by _sdk_call)
+            retry_handlers=[],
         )
         return cls(client, metrics, session, timeout_s)
 

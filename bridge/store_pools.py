@@ -9,25 +9,14 @@ The counts are recomputable from the conversations: reconcile_placements() drops
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
 
-from .keys import CHANNEL_OPEN_PREFIX, PLACED_KEY, SLACK, Keys, channel_open_key
+from .keys import CHANNEL_OPEN_PREFIX, PLACED_KEY, SLACK, channel_open_key
 from .results import as_text
-
-if TYPE_CHECKING:
-    from .store import AnyRedis
+from .store_base import StoreBase
 
 
-class PoolCounters:
-    """Mixed into Store (which provides redis, keys() and _eval())."""
-
-    redis: AnyRedis
-
-    def keys(self, cid: str) -> Keys:
-        raise NotImplementedError
-
-    async def _eval(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        raise NotImplementedError
+class PoolCounters(StoreBase):
+    """The pools' part of the Store."""
 
     async def place_handover(
         self, cid: str, hid: int | str, pool: Sequence[str], now_ms: int, waiting: Sequence[int] = ()
