@@ -111,25 +111,7 @@ def _number(value: Any) -> float | None:
 
 def parse_event(body: bytes) -> SmartlyEvent:
     """Parse a webhook body. Raises MalformedBody, MissingFields or IgnoredEvent."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as e:
-        raise MalformedBody("body is not valid JSON") from e
-    if not isinstance(data, dict):
-        raise MalformedBody("body must be a JSON object")
-
-    event = data.get("event")
-    if not isinstance(event, str) or not event:
-        raise MissingFields("missing required fields: event", missing=["event"])
-    if event not in HANDLED_EVENTS:
-        raise IgnoredEvent(event[:100])
-
-    payload = data.get("payload")
-    if not isinstance(payload, dict):
-        raise MissingFields(
-            "missing required fields: payload.skill_id, payload.client_id",
-            missing=["payload.skill_id", "payload.client_id"],
-        )
+    event, payload = _envelope(body)
     skill_id = _identifier(payload.get("skill_id"))
     client_id = _identifier(payload.get("client_id"))
     if not (0 < len(skill_id) <= MAX_ID_LENGTH and 0 < len(client_id) <= MAX_ID_LENGTH):
@@ -161,6 +143,30 @@ def parse_event(body: bytes) -> SmartlyEvent:
         get("muted") is True,
         _input_type(get("input_type")),
     )
+
+
+def _envelope(body: bytes) -> tuple[str, dict[str, Any]]:
+    """(event name, payload) of a JSON body of a handled event."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise MalformedBody("body is not valid JSON") from e
+    if not isinstance(data, dict):
+        raise MalformedBody("body must be a JSON object")
+
+    event = data.get("event")
+    if not isinstance(event, str) or not event:
+        raise MissingFields("missing required fields: event", missing=["event"])
+    if event not in HANDLED_EVENTS:
+        raise IgnoredEvent(event[:100])
+
+    payload = data.get("payload")
+    if not isinstance(payload, dict):
+        raise MissingFields(
+            "missing required fields: payload.skill_id, payload.client_id",
+            missing=["payload.skill_id", "payload.client_id"],
+        )
+    return event, payload
 
 
 def _input_type(value: Any) -> str:

@@ -13,7 +13,13 @@ RESPONSE_BUCKETS_S = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400)
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
+        self._define_flow(self.registry)
+        self._define_slack(self.registry)
+        self._define_desk(self.registry)
+        self._webhook_children: dict[tuple[str, str], Any] = {}
+
+    def _define_flow(self, r: CollectorRegistry) -> None:
+        """Webhooks in, handovers, outboxes and what reaches the owner."""
         self.webhook_events = Counter(
             "bridge_webhook_events_total",
             "Smartly webhook events by outcome",
@@ -54,6 +60,12 @@ class Metrics:
             ["type", "outcome"],
             registry=r,
         )
+        self.redis_errors = Counter(
+            "bridge_redis_errors_total", "Redis commands that failed", ["where"], registry=r
+        )
+
+    def _define_slack(self, r: CollectorRegistry) -> None:
+        """Slack: calls, events, channels and the token."""
         self.slack_events = Counter(
             "bridge_slack_events_total",
             "Slack events and interactions by outcome",
@@ -78,10 +90,9 @@ class Metrics:
         self.slack_auth_ok = Gauge(
             "bridge_slack_auth_ok", "0 while Slack refuses the bot token (delivery paused)", registry=r
         )
-        self.redis_errors = Counter(
-            "bridge_redis_errors_total", "Redis commands that failed", ["where"], registry=r
-        )
-        # The desk (bridge/desk): numbers for the team lead.
+
+    def _define_desk(self, r: CollectorRegistry) -> None:
+        """The desk (bridge/desk): numbers for the team lead."""
         self.handover_first_response = Histogram(
             "bridge_handover_first_response_seconds",
             "From handover opened to the first relayed agent reply, per route",
@@ -105,8 +116,6 @@ class Metrics:
         self.sla_breaches = Counter(
             "bridge_sla_breaches_total", "Handovers that missed escalate_after", ["route"], registry=r
         )
-
-        self._webhook_children: dict[tuple[str, str], Any] = {}
 
     def webhook_event(self, event: str, outcome: str) -> None:
         """Count one webhook; the labelled child is looked up once (labels() costs more than inc())."""

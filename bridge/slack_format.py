@@ -190,14 +190,7 @@ def root_message(header: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     if show("client_id"):
         title += f" — {shown(header.get('client_id', ''))}"
     fields = _root_fields(header, reason, show)
-    status_text = _STATUS_LABELS.get(status, status)
-    idle = status == "resolved" and header.get("resolved_reason") == "idle"
-    if status in ("claimed", "resolved", "transferred") and header.get("agent_id") and not idle:
-        # (an idle close keeps the claimer's id in the header: it must not read as their doing)
-        verb = "by" if status == "claimed" else "— by"
-        status_text += f" {verb} <@{header['agent_id']}>"
-    if idle:
-        status_text += " (no activity)"
+    status_text = _status_text(header, status)
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": f"*{title}*"}},
     ]
@@ -214,38 +207,54 @@ def root_message(header: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     if status == "resolved" and header.get("reopen_until"):
         blocks.append({"type": "actions", "elements": [desk_text.reopen_button()]})
     if status in ("open", "claimed"):
-        buttons = []
-        if status == "open":
-            buttons.append(
-                {
-                    "type": "button",
-                    "action_id": CLAIM_ACTION,
-                    "style": "primary",
-                    "text": {"type": "plain_text", "text": "Claim"},
-                    "value": "claim",
-                }
-            )
-        buttons.append(
-            {
-                "type": "button",
-                "action_id": RESOLVE_ACTION,
-                "text": {"type": "plain_text", "text": "Resolve"},
-                "value": "resolve",
-                "confirm": {
-                    "title": {"type": "plain_text", "text": "Resolve this handover?"},
-                    "text": {"type": "plain_text", "text": "The bot takes the conversation back."},
-                    "confirm": {"type": "plain_text", "text": "Resolve"},
-                    "deny": {"type": "plain_text", "text": "Cancel"},
-                },
-            }
-        )
-        if header.get("resolve_modal"):  # (the desk's outcomes modal asks instead)
-            buttons[-1].pop("confirm")
-        buttons.append(desk_text.transfer_button())
-        blocks.append({"type": "actions", "elements": buttons})
+        blocks.append({"type": "actions", "elements": _root_buttons(header, status)})
     mention = f"{header['mention']} " if header.get("mention") and status == "open" else ""
     text = f"{mention}{title} · {status_text}"
     return cut(text, MESSAGE_TEXT_MAX), fit_blocks(blocks)
+
+
+def _status_text(header: dict[str, Any], status: str) -> str:
+    text = _STATUS_LABELS.get(status, status)
+    idle = status == "resolved" and header.get("resolved_reason") == "idle"
+    if status in ("claimed", "resolved", "transferred") and header.get("agent_id") and not idle:
+        # (an idle close keeps the claimer's id in the header: it must not read as their doing)
+        verb = "by" if status == "claimed" else "— by"
+        text += f" {verb} <@{header['agent_id']}>"
+    if idle:
+        text += " (no activity)"
+    return text
+
+
+def _root_buttons(header: dict[str, Any], status: str) -> list[dict[str, Any]]:
+    """Claim (while nobody has it), Resolve (confirmed, unless the desk's outcomes modal asks) and
+    Transfer."""
+    buttons: list[dict[str, Any]] = []
+    if status == "open":
+        buttons.append(
+            {
+                "type": "button",
+                "action_id": CLAIM_ACTION,
+                "style": "primary",
+                "text": {"type": "plain_text", "text": "Claim"},
+                "value": "claim",
+            }
+        )
+    resolve: dict[str, Any] = {
+        "type": "button",
+        "action_id": RESOLVE_ACTION,
+        "text": {"type": "plain_text", "text": "Resolve"},
+        "value": "resolve",
+    }
+    if not header.get("resolve_modal"):
+        resolve["confirm"] = {
+            "title": {"type": "plain_text", "text": "Resolve this handover?"},
+            "text": {"type": "plain_text", "text": "The bot takes the conversation back."},
+            "confirm": {"type": "plain_text", "text": "Resolve"},
+            "deny": {"type": "plain_text", "text": "Cancel"},
+        }
+    buttons.append(resolve)
+    buttons.append(desk_text.transfer_button())
+    return buttons
 
 
 def root_text_only(header: dict[str, Any]) -> str:
