@@ -139,6 +139,20 @@ class Keys:
     def seen(self, event_id: str) -> str:
         return f"{self.tag}seen:{event_id}"
 
+    def commit_keys(self, lane: str) -> list[str]:
+        """KEYS layout of commit.lua."""
+        return [
+            self.conv,
+            self.out(lane),
+            self.lease(lane),
+            self.stats,
+            self.out(REPLY),
+            self.ready(REPLY),
+            self.ready(lane),
+            self.out(SLACK),
+            self.ready(SLACK),
+        ]
+
     def handover_keys(self) -> list[str]:
         """KEYS layout shared by the handover scripts (claim, resolve, agent message)."""
         return [

@@ -10,8 +10,6 @@ import orjson
 from redis.asyncio.cluster import RedisCluster
 
 from .keys import (
-    REPLY,
-    SLACK,
     rate_key,
     thread_key,
     wait_key,
@@ -101,17 +99,7 @@ class DeliveryStore(StoreBase):
         hid, channel, ts = root or ("", "", "")
         held, pending, released, *fetched = await self._eval(
             "commit",
-            [
-                k.conv,
-                k.out(lane),
-                k.lease(lane),
-                k.stats,
-                k.out(REPLY),
-                k.ready(REPLY),
-                k.ready(lane),
-                k.out(SLACK),
-                k.ready(SLACK),
-            ],
+            k.commit_keys(lane),
             [
                 worker,
                 lease_ms,
