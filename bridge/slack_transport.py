@@ -107,6 +107,7 @@ class SlackTransport:
             # as slack-sdk sends: its proxy (HTTPS_PROXY from the environment too) and TLS context
             proxy=self.client.proxy or None,
             ssl=self.client.ssl if self.client.ssl is not None else True,
+            allow_redirects=False,  # the bot token goes to Slack only, never where a 3xx points
         ) as response:
             body = await response.read()
             try:

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import hmac
 import time
 import urllib.parse
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 from aiohttp.test_utils import TestClient
 
-from tests.harness.bridge_process import BridgeFleet
+from tests.harness.bridge_process import BridgeFleet, BridgeProcess
+from tests.harness.fake_reply import DEFAULT_SECRET
 from tests.harness.fake_slack import DEFAULT_TOKEN
 
 WEBHOOK_KEY = "test-webhook-key-0001"
@@ -245,3 +248,40 @@ def suite_fleet(work_dir: Path, redis_url: str, slack_url: str) -> BridgeFleet:
         slack_token=DEFAULT_TOKEN,
         channel=CHANNEL,
     )
+
+
+# Delivery as fast as the fake Slack lets it: tests of what is delivered, not of pacing.
+QUICK_DELIVERY = {"posts_per_second": 100, "burst": 100, "poll_interval": "100ms", "backoff_base": "100ms"}
+
+
+@contextlib.asynccontextmanager
+async def relaying_bridge(
+    work_dir: Path,
+    redis_url: str,
+    slack_url: str,
+    reply_url: str,
+    *,
+    config: dict[str, Any],
+    env: dict[str, str] | None = None,
+) -> AsyncIterator[BridgeProcess]:
+    """A started `bridge serve` with the suite's secrets that takes signed Slack events and relays
+    agents' replies to `reply_url`; closed on exit."""
+    proc = BridgeProcess(
+        work_dir,
+        redis_url=redis_url,
+        slack_url=slack_url,
+        webhook_key=WEBHOOK_KEY,
+        slack_token=DEFAULT_TOKEN,
+        channel=CHANNEL,
+        config=config,
+        env={
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "BRIDGE_REPLY_URL": reply_url,
+            "BRIDGE_REPLY_SECRET": DEFAULT_SECRET,
+            **(env or {}),
+        },
+    )
+    try:
+        yield await proc.started()
+    finally:
+        await proc.close()

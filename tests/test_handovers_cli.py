@@ -14,43 +14,29 @@ import pytest
 from bridge.slack_format import CLAIM_ACTION
 from tests.harness import wait_until
 from tests.harness.bridge_process import BridgeProcess
-from tests.harness.fake_reply import DEFAULT_SECRET, FakeReply
-from tests.harness.fake_slack import DEFAULT_TOKEN, FakeSlack
+from tests.harness.fake_reply import FakeReply
+from tests.harness.fake_slack import FakeSlack
 from tests.helpers import (
     CHANNEL,
-    SIGNING_SECRET,
-    WEBHOOK_KEY,
+    QUICK_DELIVERY,
     block_action,
     escalation,
     message,
+    relaying_bridge,
     signed_headers,
 )
 
-DELIVERY = {"posts_per_second": 100, "burst": 100, "poll_interval": "100ms", "backoff_base": "100ms"}
+DELIVERY = QUICK_DELIVERY
 
 
 @pytest.fixture
 async def bridge(
     tmp_path: Path, redis_url: str, fake_slack: FakeSlack, fake_reply: FakeReply
 ) -> AsyncIterator[BridgeProcess]:
-    proc = BridgeProcess(
-        tmp_path,
-        redis_url=redis_url,
-        slack_url=fake_slack.url,
-        webhook_key=WEBHOOK_KEY,
-        slack_token=DEFAULT_TOKEN,
-        channel=CHANNEL,
-        config={"delivery": DELIVERY},
-        env={
-            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-            "BRIDGE_REPLY_URL": fake_reply.url,
-            "BRIDGE_REPLY_SECRET": DEFAULT_SECRET,
-        },
-    )
-    try:
-        yield await proc.started()
-    finally:
-        await proc.close()
+    async with relaying_bridge(
+        tmp_path, redis_url, fake_slack.url, fake_reply.url, config={"delivery": DELIVERY}
+    ) as bridge:
+        yield bridge
 
 
 async def open_two(bridge: BridgeProcess, fake_slack: FakeSlack) -> None:

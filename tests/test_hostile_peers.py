@@ -24,10 +24,10 @@ from tests.harness.fake_reply import DEFAULT_SECRET, FakeReply
 from tests.harness.fake_slack import DEFAULT_TOKEN, FakeSlack
 from tests.helpers import (
     CHANNEL,
-    SIGNING_SECRET,
     WEBHOOK_KEY,
     escalation,
     message,
+    relaying_bridge,
     signed_headers,
     thread_reply_event,
 )
@@ -91,24 +91,10 @@ async def second_reply() -> AsyncIterator[FakeReply]:
 async def bridge(
     tmp_path: Path, redis_url: str, slack: BrokenProxySlack, fake_reply: FakeReply
 ) -> AsyncIterator[BridgeProcess]:
-    proc = BridgeProcess(
-        tmp_path,
-        redis_url=redis_url,
-        slack_url=slack.url,
-        webhook_key=WEBHOOK_KEY,
-        slack_token=DEFAULT_TOKEN,
-        channel=CHANNEL,
-        config={"delivery": FAST},
-        env={
-            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-            "BRIDGE_REPLY_URL": fake_reply.url,
-            "BRIDGE_REPLY_SECRET": DEFAULT_SECRET,
-        },
-    )
-    try:
-        yield await proc.started()
-    finally:
-        await proc.close()
+    async with relaying_bridge(
+        tmp_path, redis_url, slack.url, fake_reply.url, config={"delivery": FAST}
+    ) as bridge:
+        yield bridge
 
 
 def count(slack: FakeSlack, text: str) -> int:

@@ -24,21 +24,21 @@ from bridge.slack_format import CLAIM_ACTION, RESOLVE_ACTION
 from bridge.store import Store
 from tests.harness import eventually, wait_until
 from tests.harness.bridge_process import BridgeProcess
-from tests.harness.fake_reply import DEFAULT_SECRET, FakeReply
-from tests.harness.fake_slack import DEFAULT_TOKEN, FakeSlack
+from tests.harness.fake_reply import FakeReply
+from tests.harness.fake_slack import FakeSlack
 from tests.helpers import (
     CHANNEL,
-    SIGNING_SECRET,
-    WEBHOOK_KEY,
+    QUICK_DELIVERY,
     block_action,
     escalation,
     message,
+    relaying_bridge,
     signed_headers,
     thread_reply_event,
 )
 
 ADMIN_TOKEN = "admin-token-for-audit-0001"
-DELIVERY = {"posts_per_second": 100, "burst": 100, "poll_interval": "100ms", "backoff_base": "100ms"}
+DELIVERY = QUICK_DELIVERY
 USER_WORDS, AGENT_WORDS = "my secret words", "the agent's private answer"
 
 
@@ -46,25 +46,15 @@ USER_WORDS, AGENT_WORDS = "my secret words", "the agent's private answer"
 async def bridge(
     tmp_path: Path, redis_url: str, fake_slack: FakeSlack, fake_reply: FakeReply
 ) -> AsyncIterator[BridgeProcess]:
-    proc = BridgeProcess(
+    async with relaying_bridge(
         tmp_path,
-        redis_url=redis_url,
-        slack_url=fake_slack.url,
-        webhook_key=WEBHOOK_KEY,
-        slack_token=DEFAULT_TOKEN,
-        channel=CHANNEL,
+        redis_url,
+        fake_slack.url,
+        fake_reply.url,
         config={"delivery": DELIVERY, "privacy": {"audit": True}},
-        env={
-            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-            "BRIDGE_REPLY_URL": fake_reply.url,
-            "BRIDGE_REPLY_SECRET": DEFAULT_SECRET,
-            "BRIDGE_ADMIN_TOKEN": ADMIN_TOKEN,
-        },
-    )
-    try:
-        yield await proc.started()
-    finally:
-        await proc.close()
+        env={"BRIDGE_ADMIN_TOKEN": ADMIN_TOKEN},
+    ) as bridge:
+        yield bridge
 
 
 async def post(url: str, body: bytes, content_type: str) -> None:

@@ -18,22 +18,22 @@ from bridge.keys import conversation_id
 from bridge.slack_format import CLAIM_ACTION
 from tests.harness import wait_until
 from tests.harness.bridge_process import BridgeProcess
-from tests.harness.fake_reply import DEFAULT_SECRET, FakeReply
-from tests.harness.fake_slack import BOT_ID, DEFAULT_TOKEN, FakeSlack
+from tests.harness.fake_reply import FakeReply
+from tests.harness.fake_slack import BOT_ID, FakeSlack
 from tests.helpers import (
     CHANNEL,
-    SIGNING_SECRET,
-    WEBHOOK_KEY,
+    QUICK_DELIVERY,
     BridgeClient,
     block_action,
     escalation,
     message,
+    relaying_bridge,
     signed_headers,
     thread_reply_event,
 )
 
 ADMIN_TOKEN = "admin-token-for-tests-0001"
-DELIVERY = {"posts_per_second": 100, "burst": 100, "poll_interval": "100ms", "backoff_base": "100ms"}
+DELIVERY = QUICK_DELIVERY
 AUDIT_KEY = b"bridge:audit"  # one stream for every conversation: holds ids, never texts
 
 
@@ -41,25 +41,15 @@ AUDIT_KEY = b"bridge:audit"  # one stream for every conversation: holds ids, nev
 async def bridge(
     tmp_path: Path, redis_url: str, fake_slack: FakeSlack, fake_reply: FakeReply
 ) -> AsyncIterator[BridgeProcess]:
-    proc = BridgeProcess(
+    async with relaying_bridge(
         tmp_path,
-        redis_url=redis_url,
-        slack_url=fake_slack.url,
-        webhook_key=WEBHOOK_KEY,
-        slack_token=DEFAULT_TOKEN,
-        channel=CHANNEL,
+        redis_url,
+        fake_slack.url,
+        fake_reply.url,
         config={"delivery": DELIVERY},
-        env={
-            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-            "BRIDGE_REPLY_URL": fake_reply.url,
-            "BRIDGE_REPLY_SECRET": DEFAULT_SECRET,
-            "BRIDGE_ADMIN_TOKEN": ADMIN_TOKEN,
-        },
-    )
-    try:
-        yield await proc.started()
-    finally:
-        await proc.close()
+        env={"BRIDGE_ADMIN_TOKEN": ADMIN_TOKEN},
+    ) as bridge:
+        yield bridge
 
 
 async def open_claimed(bridge: BridgeProcess, fake_slack: FakeSlack, client: str, exchanges: int = 3) -> str:
