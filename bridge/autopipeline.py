@@ -119,6 +119,7 @@ class AutoPipelineRedis(Redis):
         self._tasks: set[asyncio.Task[None]] = set()
         self._connecting = False
         self._closed = False
+        self._reader = ReplyReader(self.response_callbacks)
 
     @classmethod
     def from_url(
@@ -177,12 +178,12 @@ class AutoPipelineRedis(Redis):
                 self._spawn(self._connect())
             return
         try:
-            packed = self._pack(pipe.connection, batch.calls)
+            packed = pack(pipe.connection, batch.calls)
         except Exception:  # an argument Redis cannot take (None, a dict...): fail that command only
             batch = self._packable(pipe.connection, batch)
             if not batch.calls:
                 return
-            packed = self._pack(pipe.connection, batch.calls)
+            packed = pack(pipe.connection, batch.calls)
         stream = writer(pipe.connection)
         try:
             if stream is None:
@@ -205,7 +206,7 @@ class AutoPipelineRedis(Redis):
         kept = []
         for call in batch.calls:
             try:
-                self._pack(connection, [call])
+                pack(connection, [call])
             except Exception as e:
                 if not call[2].done():  # (unless its caller has given up already)
                     call[2].set_exception(DataError(f"cannot send {call[0][0]!r} to Redis: {e}"))
@@ -304,6 +305,17 @@ class AutoPipelineRedis(Redis):
         await super().aclose(close_connection_pool)
 
     async def _read_replies(self, connection: Connection, batch: list[Call]) -> list[Any]:
+        return await self._reader.read(connection, batch)
+
+
+class ReplyReader:
+    """Reads a batch's replies off one connection, through redis-py's response callbacks (the
+    client's own table, so a callback registered later is seen too)."""
+
+    def __init__(self, callbacks: Any) -> None:
+        self.callbacks = callbacks
+
+    async def read(self, connection: Connection, batch: list[Call]) -> list[Any]:
         """One reply per command, in order; an error reply becomes that command's exception."""
         hiredis_parts = hiredis_parser(connection)
         if hiredis_parts is None:
@@ -327,7 +339,7 @@ class AutoPipelineRedis(Redis):
             if isinstance(reply, ResponseError):
                 replies.append(options.get(EMPTY_RESPONSE, reply))
                 continue
-            if args[0] not in self.response_callbacks:  # EVALSHA and most others: the reply as is
+            if args[0] not in self.callbacks:  # EVALSHA and most others: the reply as is
                 replies.append(reply)
                 continue
             try:
@@ -356,19 +368,20 @@ class AutoPipelineRedis(Redis):
 
     async def _parsed(self, command: Any, response: Any, options: dict[str, Any]) -> Any:
         """A reply through redis-py's response callback for its command, as Redis.parse_response does."""
-        callback = self.response_callbacks.get(command)
+        callback = self.callbacks.get(command)
         if callback is None:
             return response
         extra = {k: v for k, v in options.items() if k not in (NEVER_DECODE, EMPTY_RESPONSE, "keys")}
         parsed = callback(response, **extra)
         return await parsed if inspect.isawaitable(parsed) else parsed
 
-    @staticmethod
-    def _pack(connection: Connection, batch: list[Call]) -> bytes | list[bytes]:
-        encoder = connection.encoder
-        if encoder.encoding.lower().replace("-", "") != "utf8" or encoder.encoding_errors != "strict":
-            return connection.pack_commands(args for args, _, _ in batch)  # another encoding: redis-py packs
-        return b"".join(hiredis.pack_command(_split_name(args)) for args, _, _ in batch)
+
+def pack(connection: Connection, batch: list[Call]) -> bytes | list[bytes]:
+    """A batch as bytes for one write: hiredis packs utf-8 commands (fast), redis-py any other encoding."""
+    encoder = connection.encoder
+    if encoder.encoding.lower().replace("-", "") != "utf8" or encoder.encoding_errors != "strict":
+        return connection.pack_commands(args for args, _, _ in batch)  # another encoding: redis-py packs
+    return b"".join(hiredis.pack_command(_split_name(args)) for args, _, _ in batch)
 
 
 def _as_redis_error(error: BaseException) -> BaseException:
