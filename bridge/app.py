@@ -150,7 +150,6 @@ async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def _bridge_ctx(app_config: AppConfig):
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        settings = app_config.settings
         holder = ConfigHolder(app_config.config_path, app_config.file)
         metrics = app[METRICS]
         store = Store(
@@ -159,31 +158,13 @@ def _bridge_ctx(app_config: AppConfig):
             client_deadline_s=STORE_DEADLINE_S if autopipelined(app_config) else None,
         )
         await store.check_partitions()
-        token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else ""
-        # A Slack call must end well within a worker's lease, or another worker could take over mid-post.
-        slack_timeout_s = min(10.0, app_config.file.delivery.lease_s / 2)
-        slack = SlackApi.create(token, settings.slack_api_url, app[HTTP], metrics, timeout_s=slack_timeout_s)
+        slack = _slack_api(app_config, app[HTTP], metrics)
         delivery_settings = lambda: holder.current.delivery  # noqa: E731
         slack_health = SlackHealth()  # what delivery, /readyz and metrics know of the token, shared
         ctx = DeliveryContext(store, metrics, delivery_settings, app_config.replies_enabled, slack_health)
         ctx.history = lambda: holder.current.history
-        lanes: list[Lane] = [SlackLane(ctx, slack), FileLane(ctx, slack)]
-        if app_config.replies_enabled and settings.bridge_reply_secret:
-            sender = ReplySender(
-                app[HTTP],
-                settings.bridge_reply_url or "",
-                settings.bridge_reply_secret.get_secret_value(),
-                timeout_s=min(app_config.file.replies.timeout_s, app_config.file.delivery.lease_s / 2),
-            )
-            lanes.append(ReplyLane(ctx, sender, slack, lambda: holder.current.replies))
+        lanes = _lanes(app_config, holder, ctx, slack, app[HTTP])
         deliverer = Deliverer(store, lanes, delivery_settings, metrics)
-        verifier = None
-        if settings.slack_signing_secret and settings.slack_signing_secret.get_secret_value():
-            verifier = BodySignatureVerifier(settings.slack_signing_secret.get_secret_value())
-        else:
-            log.warning(
-                "slack_signing_secret_missing", effect="/slack/events and /slack/interactions answer 401"
-            )
         bridge = Bridge(
             app_config=app_config,
             holder=holder,
@@ -195,32 +176,10 @@ def _bridge_ctx(app_config: AppConfig):
             ),
             deliverer=deliverer,
             slack_events=None,  # type: ignore[arg-type]
-            signature_verifier=verifier,
+            signature_verifier=_signature_verifier(app_config),
             slack_health=slack_health,
         )
-        bridge.desk = create_desk(
-            store,
-            slack,
-            config=lambda: holder.current,
-            metrics=metrics,
-            wake=deliverer.wake,
-            replies_enabled=app_config.replies_enabled,
-            identity=lambda: bridge.identity,
-            default_pool=lambda: app_config.default_pool_in(holder.current),
-        )
-        bridge.slack_events = SlackEvents(
-            store=store,
-            identity=lambda: bridge.identity,
-            config=lambda: holder.current,
-            metrics=metrics,
-            wake=deliverer.wake,
-            replies_enabled=app_config.replies_enabled,
-            agents=AgentDirectory(slack, store, lambda: holder.current),
-            notifier=Notifier(slack),
-            desk=bridge.desk,
-            file_links=app_config.file_links,
-        )
-        bridge.desk.refusal = bridge.slack_events._refusal  # (the Home tab shows agents the queue only)
+        _attach_agent_side(bridge)
         app[BRIDGE] = bridge
         identity_task = asyncio.create_task(_fetch_identity(bridge))
         deliverer.start()
@@ -242,6 +201,71 @@ def _bridge_ctx(app_config: AppConfig):
             log.info("bridge_stopped")
 
     return ctx
+
+
+def _slack_api(app_config: AppConfig, http: aiohttp.ClientSession, metrics: Metrics) -> SlackApi:
+    settings = app_config.settings
+    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else ""
+    # A Slack call must end well within a worker's lease, or another worker could take over mid-post.
+    timeout_s = min(10.0, app_config.file.delivery.lease_s / 2)
+    return SlackApi.create(token, settings.slack_api_url, http, metrics, timeout_s=timeout_s)
+
+
+def _lanes(
+    app_config: AppConfig,
+    holder: ConfigHolder,
+    ctx: DeliveryContext,
+    slack: SlackApi,
+    http: aiohttp.ClientSession,
+) -> list[Lane]:
+    """Slack's lanes (posts, files) and, with a reply endpoint, the reply lane."""
+    settings = app_config.settings
+    lanes: list[Lane] = [SlackLane(ctx, slack), FileLane(ctx, slack)]
+    if app_config.replies_enabled and settings.bridge_reply_secret:
+        sender = ReplySender(
+            http,
+            settings.bridge_reply_url or "",
+            settings.bridge_reply_secret.get_secret_value(),
+            timeout_s=min(app_config.file.replies.timeout_s, app_config.file.delivery.lease_s / 2),
+        )
+        lanes.append(ReplyLane(ctx, sender, slack, lambda: holder.current.replies))
+    return lanes
+
+
+def _signature_verifier(app_config: AppConfig) -> BodySignatureVerifier | None:
+    secret = app_config.settings.slack_signing_secret
+    if secret and secret.get_secret_value():
+        return BodySignatureVerifier(secret.get_secret_value())
+    log.warning("slack_signing_secret_missing", effect="/slack/events and /slack/interactions answer 401")
+    return None
+
+
+def _attach_agent_side(bridge: Bridge) -> None:
+    """What agents see and do: the desk (Home tab, modals) and the Slack event handlers."""
+    app_config, holder, store, slack = bridge.app_config, bridge.holder, bridge.store, bridge.slack
+    bridge.desk = create_desk(
+        store,
+        slack,
+        config=lambda: holder.current,
+        metrics=bridge.metrics,
+        wake=bridge.deliverer.wake,
+        replies_enabled=app_config.replies_enabled,
+        identity=lambda: bridge.identity,
+        default_pool=lambda: app_config.default_pool_in(holder.current),
+    )
+    bridge.slack_events = SlackEvents(
+        store=store,
+        identity=lambda: bridge.identity,
+        config=lambda: holder.current,
+        metrics=bridge.metrics,
+        wake=bridge.deliverer.wake,
+        replies_enabled=app_config.replies_enabled,
+        agents=AgentDirectory(slack, store, lambda: holder.current),
+        notifier=Notifier(slack),
+        desk=bridge.desk,
+        file_links=app_config.file_links,
+    )
+    bridge.desk.refusal = bridge.slack_events._refusal  # (the Home tab shows agents the queue only)
 
 
 async def _fetch_identity(bridge: Bridge) -> None:
