@@ -194,13 +194,17 @@ def _bridge_ctx(app_config: AppConfig):
             yield
         finally:
             identity_task.cancel()
-            grace = holder.current.delivery.shutdown_grace_s
-            await deliverer.stop(grace)
-            if bridge.slack_events.notifier:
-                await bridge.slack_events.notifier.drain()
-            log.info("bridge_stopped")
+            await _stop(bridge)
 
     return ctx
+
+
+async def _stop(bridge: Bridge) -> None:
+    """Deliveries in flight finish (within the grace) and are committed; ephemerals queued go out."""
+    await bridge.deliverer.stop(bridge.config().delivery.shutdown_grace_s)
+    if bridge.slack_events.notifier:
+        await bridge.slack_events.notifier.drain()
+    log.info("bridge_stopped")
 
 
 def _slack_api(app_config: AppConfig, http: aiohttp.ClientSession, metrics: Metrics) -> SlackApi:
