@@ -123,7 +123,9 @@ class ReplyLane(Lane):
         else:
             at_ms = int(body.pop("at_ms", entry.received_ms) or entry.received_ms)
             body["at"] = iso(at_ms)
-            body["id"] = f"{body.get('type')}:{cid}:{body.pop('hid', entry.hid)}"
+            # One id per event (a reopened or taken-over handover sends a second handover_resolved or
+            # handover_claimed), stable across retries and replays: the time the event was queued.
+            body["id"] = f"{body.get('type')}:{cid}:{body.pop('hid', entry.hid)}:{at_ms}"
             if "lines" in body:  # handover_resolved: the handover's lines, as its transcript
                 body.update(await self._transcript(body.pop("lines"), body.pop("lines_cut", False), body))
         return body
