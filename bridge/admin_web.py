@@ -6,8 +6,6 @@ with it, `Authorization: Bearer <token>` or 401. Thin: the work is in privacy/fo
 
 from __future__ import annotations
 
-import hmac
-
 import structlog
 from aiohttp import web
 
@@ -17,7 +15,7 @@ from .privacy.forget import SlackCleaner, forget
 from .runtime import BRIDGE, Bridge
 from .slack_api import SlackFailure
 from .store import STORE_ERRORS
-from .web import error, guarded, json_response
+from .web import bearer_matches, error, guarded, json_response
 
 log = structlog.get_logger("bridge.admin")
 
@@ -27,8 +25,7 @@ def _authorized(request: web.Request, bridge: Bridge) -> web.Response | None:
     token = bridge.app_config.settings.bridge_admin_token
     if token is None or not token.get_secret_value():
         return error(404, "not found")
-    given = request.headers.get("Authorization", "")
-    if not hmac.compare_digest(given.encode(), f"Bearer {token.get_secret_value()}".encode()):
+    if not bearer_matches(request, token.get_secret_value()):
         log.warning("admin_rejected", status=401, path=request.path, remote=request.remote)
         return error(401, "unauthorized")
     return None

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 _FILE_ID = re.compile(r"F[A-Z0-9]{2,30}")
+_EXPIRY = re.compile(r"[0-9]{1,12}")  # ASCII digits only: str.isdigit() also takes "²"
 _KEY_LABEL = b"bridge file links v1"
 
 
@@ -41,9 +42,10 @@ class FileLinks:
         """The file id a token was made for, or None: malformed, forged or expired alike."""
         file_id, _, rest = token.partition(".")
         expires, _, signature = rest.partition(".")
-        if not (_FILE_ID.fullmatch(file_id) and expires.isdigit() and len(expires) <= 12):
+        if not (_FILE_ID.fullmatch(file_id) and _EXPIRY.fullmatch(expires)):
             return None
-        if not hmac.compare_digest(signature.encode(), self._signature(file_id, int(expires)).encode()):
+        given = signature.encode("utf-8", "surrogateescape")  # (a path that is not UTF-8: no match)
+        if not hmac.compare_digest(given, self._signature(file_id, int(expires)).encode()):
             return None
         return file_id if int(expires) > now_s else None
 

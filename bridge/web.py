@@ -56,9 +56,15 @@ async def rejected(request: web.Request, e: BodyRejected) -> web.Response:
     return response
 
 
+def bearer_matches(request: web.Request, token: str) -> bool:
+    """`Authorization: Bearer <token>`, compared in constant time."""
+    return key_matches(request.headers.get("Authorization", ""), (f"Bearer {token}".encode(),))
+
+
 def key_matches(given: str, keys: tuple[bytes, ...]) -> bool:
-    """Constant time against every configured key (rotation: old and new both valid)."""
-    given_bytes = given.encode()
+    """Constant time against every configured key (rotation: old and new both valid). `given` as
+    aiohttp read it: bytes that are not UTF-8 arrive as surrogates, and simply do not match."""
+    given_bytes = given.encode("utf-8", "surrogateescape")
     matched = False
     for key in keys:
         matched |= hmac.compare_digest(given_bytes, key)
@@ -265,10 +271,8 @@ async def readyz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     bridge: Bridge = request.app[BRIDGE]
     token = bridge.app_config.settings.bridge_metrics_token
-    if token is not None:
-        given = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token.get_secret_value()}".encode()):
-            return error(401, "unauthorized")
+    if token is not None and not bearer_matches(request, token.get_secret_value()):
+        return error(401, "unauthorized")
     bridge.metrics.slack_auth_ok.set(0 if bridge.slack_health.paused else 1)
     try:
         pending = await bridge.store.pending_counts()

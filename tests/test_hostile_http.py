@@ -5,7 +5,6 @@ records and delivers every line once, in order."""
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import time
 import zlib
@@ -27,6 +26,7 @@ from tests.helpers import (
     block_action,
     escalation,
     message,
+    raw_exchange,
     signed_headers,
 )
 
@@ -66,28 +66,6 @@ async def post(
         raw = await response.read()
         assert response.content_type == "application/json", (response.status, raw)
         return response.status, orjson.loads(raw), response.headers
-
-
-async def raw_exchange(
-    bridge: BridgeProcess, request: bytes, *, wait_s: float = 5.0
-) -> tuple[int, bytes, bool]:
-    """Send bytes as they are; (status, JSON body, whether the bridge closed the connection)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", bridge.port)
-    try:
-        writer.write(request)
-        await writer.drain()
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), wait_s)
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split()[1])
-        headers = {
-            k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)
-        }
-        assert headers["content-type"].startswith("application/json"), head
-        body = await reader.readexactly(int(headers["content-length"]))
-        closed = await asyncio.wait_for(reader.read(1), wait_s) == b""
-        return status, body, closed
-    finally:
-        writer.close()
 
 
 def rejected_lines(bridge: BridgeProcess, status: int) -> list[dict[str, Any]]:

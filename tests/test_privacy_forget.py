@@ -27,6 +27,7 @@ from tests.helpers import (
     block_action,
     escalation,
     message,
+    raw_exchange,
     relaying_bridge,
     signed_headers,
     thread_reply_event,
@@ -210,6 +211,16 @@ async def test_admin_endpoint_answers_401_on_a_wrong_token(bridge: BridgeProcess
         status, body = await admin_delete(bridge.url, "skill1", "ann", token=token)
         assert (status, body) == (401, {"ok": False, "error": "unauthorized"})
     assert not any(ADMIN_TOKEN in line for line in bridge.stdout_path.read_text().splitlines())
+
+
+async def test_admin_token_bytes_that_are_not_utf8_are_a_401_not_a_500(bridge: BridgeProcess) -> None:
+    request = (
+        b"DELETE /admin/conversations/skill1/ann HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Authorization: Bearer \xff\xfe\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    status, body, _ = await raw_exchange(bridge, request)
+    assert (status, orjson.loads(body)) == (401, {"ok": False, "error": "unauthorized"})
+    assert bridge.log_events("request_failed") == []
 
 
 async def test_admin_endpoint_is_404_without_an_admin_token(make_bridge: Any) -> None:

@@ -349,6 +349,8 @@ async def test_forged_expired_or_gone_links_get_a_json_404_never_the_file(
         f"{PUBLIC_URL}/files/{file_id}.{expires}",
         f"{PUBLIC_URL}/files/{file_id}",
         f"{PUBLIC_URL}/files/..%2F..%2Fetc%2Fpasswd",
+        f"{PUBLIC_URL}/files/{file_id}.%C2%B2{expires[1:]}.{signature}",  # "²": a digit to str.isdigit()
+        f"{PUBLIC_URL}/files/{file_id}.{expires}.%FF{signature}",  # not UTF-8
         links.url("F99999999", later),  # signed, but Slack has no such file
     ]
     gone.deleted = True
