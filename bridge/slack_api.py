@@ -177,7 +177,8 @@ class SlackApi(SlackTransport):
         assert self.session is not None
         return self.session.get(
             url,
-            headers={"Authorization": f"Bearer {self.client.token}"},
+            # identity: the bytes as stored, so the length Slack gives is the length the user gets
+            headers={"Authorization": f"Bearer {self.client.token}", "Accept-Encoding": "identity"},
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout.total, sock_read=30),
             allow_redirects=True,
             proxy=self.client.proxy or None,

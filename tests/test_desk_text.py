@@ -41,6 +41,14 @@ def test_home_view_stays_within_100_blocks_and_says_the_total(count: int) -> Non
         assert f"{count} open" in str(view["blocks"][1]) and "most urgent" in str(view["blocks"][1])
 
 
+def test_home_view_entries_stay_within_block_kit_limits_whatever_the_webhook_sent() -> None:
+    long = "x" * 5000  # lang and platform come from webhooks, with no length bound
+    view = view_of([handover(1, lang=long, platform=long, said=long)])
+    sections = [b for b in view["blocks"] if b["type"] == "section"]
+    assert sections and all(len(b["text"]["text"]) <= 3000 for b in sections if "text" in b)
+    assert all(len(f["text"]) <= 2000 for b in sections for f in b.get("fields", []))
+
+
 def test_home_orders_unclaimed_oldest_first_then_claimed() -> None:
     entries = [handover(1), handover(5, state="claimed", agent_id="UB"), handover(3), handover(9)]
     order = [e.cid for e in text.urgent_first(entries)]

@@ -14,6 +14,7 @@ import orjson
 from ..config import SlaSection
 from ..privacy import redact
 from ..slack_format import _TRIGGER_LABELS, CLAIM_ACTION, RESOLVE_ACTION, escape, shown
+from ..slack_limits import fit_blocks
 
 TRANSFER_ACTION = "handover_transfer"
 REOPEN_ACTION = "handover_reopen"
@@ -301,4 +302,4 @@ def home_view(
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "Nothing waiting. :tada:"}})
     for entry in shown:
         blocks.append(home_entry(entry, links(entry), sla_state(entry, sla_of(entry), now_ms), now_ms))
-    return {"type": "home", "blocks": blocks}
+    return {"type": "home", "blocks": fit_blocks(blocks)}  # (webhook fields have no length bound)
