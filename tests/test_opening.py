@@ -18,10 +18,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bridge.keys import FILE
 from bridge.opening import file_comment, plan, transcript_name
 from bridge.runtime import BRIDGE
+from bridge.slack_format import RESOLVE_ACTION
 from tests.conftest import TEST_DELIVERY, MakeBridge, app_config, serve_bridge
 from tests.harness import eventually, wait_until
 from tests.harness.fake_slack import DEFAULT_TOKEN, FakeSlack, SlackMessage
-from tests.helpers import CHANNEL, BridgeClient, escalation, message
+from tests.helpers import CHANNEL, BridgeClient, block_action, escalation, message
 
 LONG = "x" * 280 + " the end of a long question that goes on " + "y" * 400
 
@@ -82,6 +83,25 @@ async def test_a_long_history_opens_in_two_posts_and_the_full_one_is_attached(
         {"id": upload.file_id, "title": "Transcript long", "name": upload.filename}
     ]
     assert "Full history before this handover: 30 exchange(s)" in shared.text
+
+
+async def test_a_new_handover_gets_its_file_even_behind_the_last_ones_closing_posts(
+    bridge: BridgeClient, fake_slack: FakeSlack
+) -> None:
+    """The file waits for its own root, which may queue behind the previous handover's closing note
+    and root update in a slow channel: it is not taken for a root that was never posted."""
+    assert await bridge.hook(escalation("twice")) == (200, {"ok": True})
+    await wait_until(lambda: len(fake_slack.roots(CHANNEL)) == 1)
+    await eventually(lambda: drained(bridge))
+    [first] = fake_slack.roots(CHANNEL)
+    fake_slack.delay(1.0, methods=["chat.postMessage", "chat.update"])
+    assert await bridge.interaction(block_action(CHANNEL, first.ts, RESOLVE_ACTION)) == 200
+    await chat(bridge, "twice", 30)
+    assert await bridge.hook(escalation("twice")) == (200, {"ok": True})
+    await wait_until(lambda: len(fake_slack.roots(CHANNEL)) == 2, 15)
+    second = fake_slack.roots(CHANNEL)[1]
+    await wait_until(lambda: len(fake_slack.uploaded(CHANNEL, second.ts)) == 1, 15)
+    assert await bridge.app[BRIDGE].store.dead_letters() == []
 
 
 async def test_a_short_history_opens_in_two_posts_without_a_file(

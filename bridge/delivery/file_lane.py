@@ -24,6 +24,7 @@ TRANSCRIPT_FAILED = "transcript_failed"  # the dead letters' reason
 INFLIGHT_LOOKBACK_S = 30.0
 # The root or the opening post is not in Slack yet: look again this soon.
 THREAD_WAIT_MS = 1000
+THREAD_SCAN = 200  # Slack-lane entries read to find where the handover's root is
 
 
 class FileLane(Lane):
@@ -105,11 +106,14 @@ class FileLane(Lane):
 
     async def _thread(self, cid: str, hid: str) -> tuple[tuple[str, str] | None, bool]:
         """(channel, ts) of the handover's thread if its root is posted, and whether its root or
-        opening post still waits in the Slack lane (in order, so at its head). One read of both:
-        the root's commit writes the thread and drops the root atomically."""
-        conv, entries = await self.ctx.store.fetch(SLACK, cid, 2)
+        opening post still waits in the Slack lane, maybe behind the previous handover's last
+        entries (its closing note, root update, receipts). One read of both: the root's commit
+        writes the thread and drops the root atomically. An outbox longer than the read counts as
+        waiting: the root may be further on."""
+        conv, entries = await self.ctx.store.fetch(SLACK, cid, THREAD_SCAN)
+        thread = thread_in(conv, hid)
         pending = any(e.hid == hid and e.kind in ("root", "hist") for e in entries)
-        return thread_in(conv, hid), pending
+        return thread, pending or (thread is None and len(entries) >= THREAD_SCAN)
 
     async def _failed(self, cid: str, head: OutboxEntry, channel: str, e: SlackFailure) -> Step:
         """Slack's rate limits for files are per method, not the channel's: wait without pausing it.
