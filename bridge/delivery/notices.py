@@ -12,7 +12,7 @@ from .. import receipts
 from ..slack_api import SlackFailure
 from .slack_kinds import Job, handles
 from .slack_lane import SlackLane
-from .step import Step
+from .step import Step, now_ms
 
 log = structlog.get_logger("bridge.delivery")
 
@@ -26,6 +26,11 @@ async def post_notice(lane: SlackLane, job: Job) -> Step:
     try:
         await receipts.send(lane.slack, head.kind, head.data)
     except SlackFailure as e:
+        if e.retry_after_s is not None:
+            # reactions.add's own rate limit (a method tier), not the channel's: only this thread's
+            # next posts wait for it; the other threads of the channel go on.
+            log.warning("notice_ratelimited", cid=job.cid, kind=head.kind, retry_after_s=e.retry_after_s)
+            return Step.later(now_ms() + int(e.retry_after_s * 1000))
         # A scope only receipts need (reactions:write) must not hold the thread up behind it.
         if not (e.permanent or e.reason == "missing_scope"):
             raise

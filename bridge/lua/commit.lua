@@ -26,7 +26,8 @@ if #ids > 0 then
 end
 if held then redis.call('HDEL', conv, 'inflight:' .. lane, 'attempts:' .. lane) end
 local hid = ARGV[4]
-if hid ~= '' then
+-- (a conversation forgotten or expired meanwhile is not brought back as a hash without a TTL)
+if hid ~= '' and redis.call('EXISTS', conv) == 1 then
   redis.call('HSET', conv, 't:' .. hid, ARGV[5] .. ' ' .. ARGV[6])
   if redis.call('HGET', conv, 'hid') == hid and redis.call('HGET', conv, 'state') then
     redis.call('HSET', conv, 'thread_ts', ARGV[6], 'thread_channel', ARGV[5])
