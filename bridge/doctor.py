@@ -83,6 +83,8 @@ def needed_scopes(app_config: AppConfig, channels: Iterable[str]) -> list[str]:
         scopes.append("reactions:write")  # receipts on agents' replies
     if app_config.file_links is not None:
         scopes.append("files:read")  # files agents share, relayed as links
+    if app_config.file.history.shown_on_open > 0:
+        scopes.append("files:write")  # a long history's transcript file, attached to its thread
     return scopes
 
 
