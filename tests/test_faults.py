@@ -68,6 +68,10 @@ class LateAnswerSlack(FakeSlack):
         return response
 
 
+# A 3-channel pool from the fake Slack's known channels (SLACK_CHANNEL as a comma-separated list).
+POOL = ("C0AAA", "C0BBB", "C0CCC")
+
+
 @pytest.fixture
 async def slack() -> AsyncIterator[LateAnswerSlack]:
     fake = LateAnswerSlack()
@@ -87,9 +91,14 @@ async def spawn(tmp_path: Path, redis_url: str, slack: LateAnswerSlack) -> Async
     fleet = suite_fleet(tmp_path, redis_url, slack.url)
 
     async def make(
-        name: str = "bridge", *, delivery: dict[str, Any] | None = None, redis: str | None = None
+        name: str = "bridge",
+        *,
+        delivery: dict[str, Any] | None = None,
+        redis: str | None = None,
+        pool: Sequence[str] = (),
     ) -> BridgeProcess:
-        return await fleet.start(name, config={"delivery": delivery or FAST}, redis_url=redis)
+        config = {"delivery": delivery or FAST}
+        return await fleet.start(name, config=config, redis_url=redis, channel=",".join(pool) or None)
 
     try:
         yield make
@@ -137,12 +146,12 @@ def tally(fake: FakeSlack, sent: dict[str, Sequence[int]]) -> Tally:
     """`sent`: conversation id → line numbers acknowledged, in the order the webhooks were accepted."""
     result = Tally()
     for cid, numbers in sent.items():
-        roots = [m for m in fake.roots(CHANNEL) if marker_of(m).get("conversation") == cid]
+        roots = [m for m in fake.roots() if marker_of(m).get("conversation") == cid]  # (any channel)
         result.roots[cid] = len(roots)
         seen: list[int] = []
         result.posts += len(roots)
         for root in roots:
-            replies = fake.replies(CHANNEL, root.ts)
+            replies = fake.replies(root.channel, root.ts)
             result.posts += len(replies)
             for reply in replies:
                 seen += [int(n) for n in LINE_NUMBER.findall(reply.text)]
@@ -160,7 +169,7 @@ def tally(fake: FakeSlack, sent: dict[str, Sequence[int]]) -> Tally:
 
 
 def lines_seen(fake: FakeSlack) -> int:
-    return sum(len(LINE_NUMBER.findall(m.text)) for m in fake.posts(CHANNEL) if not m.is_root)
+    return sum(len(LINE_NUMBER.findall(m.text)) for m in fake.posts() if not m.is_root)
 
 
 async def pending_entries(redis_url: str) -> int:
@@ -314,13 +323,14 @@ async def test_slack_500_then_unreachable_then_recovers(
     assert max(r["attempt"] for r in retries) >= 3  # it backed off repeatedly, not once
 
 
+@pytest.mark.parametrize("pool", [(), POOL], ids=["channel", "pool"])
 async def test_sigkill_with_100_pending_then_restart(
-    spawn: Spawn, slack: LateAnswerSlack, redis_url: str
+    spawn: Spawn, slack: LateAnswerSlack, redis_url: str, pool: tuple[str, ...]
 ) -> None:
     """Fault 3: the bridge is SIGKILLed while 100 lines wait in the outbox (one post accepted by Slack
     but not yet answered), then started again: every line arrives once, in order."""
     delivery = {**FAST, "posts_per_second": 4, "burst": 1, "lease": "2s"}
-    bridge = await spawn(delivery=delivery)
+    bridge = await spawn(delivery=delivery, pool=pool)
     clients = ["kill-a", "kill-b", "kill-c", "kill-d"]
     sent = await open_handovers(bridge, clients)
     slack.answer_delay_s = 1.0
@@ -342,15 +352,17 @@ async def test_sigkill_with_100_pending_then_restart(
     print(result.summary("SIGKILL", pending_at_kill=pending_at_kill, inflight_found=found))
     assert result.exact, result
     assert any(e["found"] for e in settled)  # the post Slack had accepted was found, not posted again
+    assert {root.channel for root in slack.roots()} == (set(pool) or {CHANNEL})  # 4 threads, spread
 
 
+@pytest.mark.parametrize("pool", [(), POOL], ids=["channel", "pool"])
 async def test_two_processes_one_redis_alternating_webhooks(
-    spawn: Spawn, slack: LateAnswerSlack, redis_url: str
+    spawn: Spawn, slack: LateAnswerSlack, redis_url: str, pool: tuple[str, ...]
 ) -> None:
     """Fault 4: two bridge processes share one Redis; webhooks for the same conversations alternate
     between them. One thread each, lines in the order the webhooks were acknowledged."""
     delivery = {**FAST, "workers": 4}
-    bridges = [await spawn("bridge-a", delivery=delivery), await spawn("bridge-b", delivery=delivery)]
+    bridges = [await spawn(f"bridge-{n}", delivery=delivery, pool=pool) for n in "ab"]
     slack.delay(0.02, methods=["chat.postMessage"])  # posts overlap webhooks: leases are contended
     clients = ["two-a", "two-b"]
     sent = {conversation_id("skill1", c): [] for c in clients}
@@ -369,6 +381,7 @@ async def test_two_processes_one_redis_alternating_webhooks(
     print(result.summary("2-replicas", webhooks_a=count - count // 2, webhooks_b=count // 2))
     assert result.exact, result
     assert sum(opened_by) == 2
+    assert len({root.channel for root in slack.roots()}) == (2 if pool else 1)  # least loaded first
 
 
 @pytest.mark.parametrize("outage", ["stop", "kill"])

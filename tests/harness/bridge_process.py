@@ -318,10 +318,17 @@ class BridgeFleet:
         self.processes: list[BridgeProcess] = []
 
     async def start(
-        self, name: str = "bridge", *, config: dict[str, Any] | None = None, redis_url: str | None = None
+        self,
+        name: str = "bridge",
+        *,
+        config: dict[str, Any] | None = None,
+        redis_url: str | None = None,
+        channel: str | None = None,
     ) -> BridgeProcess:
-        """A new bridge process, started and ready."""
+        """A new bridge process, started and ready (`channel`: its SLACK_CHANNEL, if not the fleet's)."""
         settings = {**self.defaults, "redis_url": redis_url or self.defaults["redis_url"]}
+        if channel:
+            settings["channel"] = channel
         proc = BridgeProcess(self.work_dir, config=config, name=name, **settings)
         self.processes.append(proc)
         return await proc.started()
