@@ -75,9 +75,10 @@ class ButtonClicks(EventsBase):
             thread_ts=root_ts,
         )
         if status > 0:
-            self._wake(cid)
-            if self.desk is not None:  # the Home tab is out of date
-                await self.desk.store.mark_home_dirty()
+            if self.desk is not None:  # delivery woken, and the Home tab is out of date
+                await self.desk.changed(cid)
+            else:
+                self._wake(cid)
             action = _AUDITED[action_id]
             await audit(self.store, self.config().privacy, action, actor=user.id, cid=cid, detail="button")
         elif status == -2 and self.notifier:

@@ -218,6 +218,7 @@ class DeskActions:
             )
         self._count("handover_resolve", "done" if status > 0 else "not_open", outcome=outcome, agent=agent_id)
         if status > 0 and found is not None:
+            await self.desk.changed(found[0])
             await self._audit("resolved", agent_id, found[0], f"outcome={outcome}")
         return None if status > 0 else _errors("outcome", "This handover is no longer open.")
 

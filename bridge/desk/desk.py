@@ -78,7 +78,8 @@ class Desk:
         reason: str = "agent",
         idle_before_ms: int = 0,
     ) -> int:
-        """Resolve with the configured reopen window; 1 resolved, -1 nothing to resolve."""
+        """Resolve with the configured reopen window; 1 resolved, -1 nothing to resolve. The caller
+        announces the change (changed()), as after any other action."""
         now = now_ms()
         resolved = await self.base.resolution(
             cid,
@@ -95,7 +96,6 @@ class Desk:
         )
         if resolved.status > 0:
             self.observe_resolution(resolved, outcome or ("idle" if reason == "idle" else "none"), now)
-            await self.changed(cid)
         return resolved.status
 
     def observe_resolution(self, resolved: Resolution, outcome: str, now: int) -> None:
